@@ -115,6 +115,68 @@ def bootstrap_ci(correct: np.ndarray, n_boot: int = 1000, seed: int = 0, level: 
     return (float(low), float(high))
 
 
+def paired_bootstrap_ci(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of mean(a - b) when a[i] and b[i] score the same prompt.
+
+    Each resample draws one set of indices (the draw of `bootstrap_ci`) and applies it to both
+    vectors, so the between-prompt variance the two models share cancels; (nan, nan) when empty.
+    """
+    x, y = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    if x.size != y.size:
+        raise SelfsimError(f"a paired bootstrap needs one score per prompt from each side; got {x.size} and {y.size}")
+    return bootstrap_ci(x - y, n_boot=n_boot, seed=seed, level=level)
+
+
+def paired_gap(
+    scored_a: pd.DataFrame,
+    scored_b: pd.DataFrame,
+    *,
+    noncompliant: Noncompliant = "wrong",
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """Accuracy gap a - b of two `score()` tables over the same (object_id, property) rows, paired CI.
+
+    "exclude" keeps the rows where the object answer and both meta answers are compliant.
+    Returns gap, ci_low, ci_high, n, accuracy_a, accuracy_b, noncompliant.
+    """
+    _check_mode(noncompliant)
+    sides = []
+    for df, name in ((scored_a, "scored_a"), (scored_b, "scored_b")):
+        _require(df, ("object_id",) + SCORED_COLUMNS, name)
+        _unique_keys(df, name)
+        sides.append(pd.DataFrame({
+            "object_id": df["object_id"], "property": df["property"], "correct": _bools(df, "correct", name),
+            "meta_compliant": _bools(df, "meta_compliant", name), "object_compliant": _bools(df, "object_compliant", name),
+        }))
+    both = sides[0].merge(sides[1], on=_KEY, how="outer", suffixes=("_a", "_b"), indicator=True)
+    unmatched = both["_merge"] != "both"
+    if unmatched.any():
+        example = tuple(both.loc[unmatched, _KEY].iloc[0])
+        raise SelfsimError(
+            f"{int(unmatched.sum())} (object_id, property) row(s) are scored for only one model, e.g. {example}; "
+            "a paired gap needs both models scored on the same prompts"
+        )
+    both = both.sort_values(_KEY, kind="mergesort")
+    if noncompliant == "exclude":
+        both = both[both["object_compliant_a"] & both["meta_compliant_a"] & both["meta_compliant_b"]]
+    a, b = both["correct_a"].to_numpy(dtype=float), both["correct_b"].to_numpy(dtype=float)
+    low, high = paired_bootstrap_ci(a, b, n_boot=n_boot, seed=seed, level=level)
+    empty = a.size == 0
+    return {
+        "gap": float("nan") if empty else float(a.mean() - b.mean()),
+        "ci_low": low,
+        "ci_high": high,
+        "n": int(a.size),
+        "accuracy_a": float("nan") if empty else float(a.mean()),
+        "accuracy_b": float("nan") if empty else float(b.mean()),
+        "noncompliant": noncompliant,
+    }
+
+
 def _accuracy(correct: np.ndarray, n_boot: int, seed: int, suffix: str = "") -> dict[str, Any]:
     """accuracy, ci_low, ci_high (each with `suffix`) and n for a boolean vector."""
     n = int(correct.size)

@@ -127,9 +127,11 @@ def _slug(name: str, taken: set[str]) -> str:
 
 
 def write_report(
-    figures: list[tuple[str, go.Figure]], tables: list[tuple[str, pd.DataFrame]], out: Path, title: str
+    figures: list[tuple[str, go.Figure]], tables: list[tuple[str, pd.DataFrame]], out: Path, title: str,
+    notes: list[str] | None = None,
 ) -> Path:
-    """Write one self-contained HTML page: plotly.js inlined once, then each figure and table under its name."""
+    """Write one self-contained HTML page: plotly.js inlined once, the `notes` (plain sentences) as a list,
+    then each figure and table under its name."""
     out = Path(out)
     parts = [
         "<!DOCTYPE html>",
@@ -139,6 +141,8 @@ def write_report(
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}</style>",
         f"</head><body><h1>{html.escape(title)}</h1>",
     ]
+    if notes:
+        parts.append("<h2>Reading the numbers</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
     ids: set[str] = set()
     for i, (name, fig) in enumerate(figures):
         parts.append(f"<h2>{html.escape(name)}</h2>")
@@ -162,20 +166,29 @@ def _records(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def _accuracy_table(pair: dict, split: str, mode: str) -> pd.DataFrame:
+# Whose behaviour the study's accuracies are scored against (keys of results.json, see selfsim.study.TARGETS).
+TARGET_TITLES = {
+    "m1_after": "against the self-trained M1's current behaviour (M1ft)",
+    "m1_before": "against M1's pre-finetune behaviour (secondary)",
+}
+MODE_TITLES = {"wrong": "non-compliant counted wrong", "exclude": "non-compliant excluded"}
+
+
+def _accuracy_table(pair: dict, split: str, mode: str, target: str = "m1_after") -> pd.DataFrame:
+    """Untrained, self, cross and the mode baseline (computed in the same non-compliance mode) vs `target`."""
     acc = pair["accuracy"][split]
-    tables = {cond: _records(acc[cond]["m1_before"][mode]) for cond in ("untrained", "self", "cross")}
-    tables["mode baseline"] = _records(pair["mode_baseline"][split])
+    tables = {cond: _records(acc[cond][target][mode]) for cond in ("untrained", "self", "cross")}
+    tables["mode baseline"] = _records(pair["mode_baseline"][split][target][mode])
     return label_conditions(tables)
 
 
 def _own_table(pair: dict, split: str, mode: str) -> pd.DataFrame:
     acc = pair["accuracy"][split]
     return label_conditions({
+        "self vs M1ft (after)": _records(acc["self"]["m1_after"][mode]),
         "self vs M1 (before)": _records(acc["self"]["m1_before"][mode]),
-        "self vs M1 (after)": _records(acc["self"]["m1_after"][mode]),
+        "cross vs M1ft (after)": _records(acc["cross"]["m1_after"][mode]),
         "cross vs M1 (before)": _records(acc["cross"]["m1_before"][mode]),
-        "cross vs M1-self (after)": _records(acc["cross"]["m1_after"][mode]),
         "cross vs own (before)": _records(acc["cross"]["own_before"][mode]),
         "cross vs own (after)": _records(acc["cross"]["own_after"][mode]),
         "untrained M2 vs own": _records(acc["untrained_m2"]["own_before"][mode]),
@@ -189,31 +202,95 @@ def _all_row(records: list[dict]) -> dict:
 def _scaling_table(pair: dict, mode: str) -> pd.DataFrame:
     rows = [{"condition": "cross (LoRA)", "n_train": r["n_train"], **_all_row(r[mode])} for r in pair.get("scaling", [])]
     for r in pair.get("full_control", []):
-        rows.append({"condition": f"{r['condition']} (full weights)", "n_train": r["n_train"], **_all_row(r["vs_m1"][mode])})
+        rows.append({"condition": f"{r['condition']} (full weights)", "n_train": r["n_train"], **_all_row(r["vs_m1_after"][mode])})
     return pd.DataFrame.from_records(rows)
 
 
+def _includes_zero(low: float | None, high: float | None) -> bool:
+    return low is not None and high is not None and low <= 0.0 <= high
+
+
 def _headline_table(results: dict) -> pd.DataFrame:
+    """ALL/ALL held-out-task numbers with 95% CIs vs M1ft, the pre-finetune score beside, the paper's last."""
     pair = results["pairs"][0]
     acc = pair["accuracy"]["eval_ood"]
-    ours = {k: _all_row(v["m1_before"]["wrong"])["accuracy"] for k, v in acc.items()}
-    shift = pair.get("shift", {}).get("changed", [])
-    shift_all = next((r for r in shift if r["task"] == ALL and r["property"] == ALL), {})
+    mode_base = pair["mode_baseline"]["eval_ood"]
     paper = results["paper"]
+    gap = pair["gap"]["eval_ood"]
+
+    def ci_row(name: str, now: dict | None, before: dict | None, paper_value: float | None, key: str = "accuracy") -> dict:
+        now = now or {}
+        return {"quantity": name, "selfsim toy": now.get(key), "95% CI low": now.get("ci_low"),
+                "95% CI high": now.get("ci_high"), "vs M1 before finetuning": (before or {}).get(key),
+                "paper (Llama-3.1-70B)": paper_value}
+
     rows = [
-        ("untrained M1 (hypothetical accuracy)", ours["untrained"], paper["untrained_llama70b"] / 100),
-        ("self-trained M1", ours["self"], paper["self_trained_llama70b"] / 100),
-        ("cross-trained M2 (on M1's labels)", ours["cross"], paper["cross_plateau"] / 100),
-        ("mode baseline", _all_row(pair["mode_baseline"]["eval_ood"])["accuracy"], paper["mode_baseline_llama70b"] / 100),
-        ("cross-trained M2 vs its own behaviour", _all_row(acc["cross"]["own_before"]["wrong"])["accuracy"], None),
-        ("shift: Mc vs new behaviour (changed prompts)", shift_all.get("accuracy_new"), paper["shift_new"] / 100),
-        ("shift: Mc vs old behaviour (changed prompts)", shift_all.get("accuracy_old"), paper["shift_old"] / 100),
+        ci_row("untrained M1 (hypothetical accuracy)", _all_row(acc["untrained"]["m1_after"]["wrong"]),
+               _all_row(acc["untrained"]["m1_before"]["wrong"]), paper["untrained_llama70b"] / 100),
+        ci_row("self-trained M1", _all_row(acc["self"]["m1_after"]["wrong"]),
+               _all_row(acc["self"]["m1_before"]["wrong"]), paper["self_trained_llama70b"] / 100),
+        ci_row("cross-trained M2 (on M1ft's labels)", _all_row(acc["cross"]["m1_after"]["wrong"]),
+               _all_row(acc["cross"]["m1_before"]["wrong"]), paper["cross_plateau"] / 100),
+        ci_row("mode baseline", _all_row(mode_base["m1_after"]["wrong"]), _all_row(mode_base["m1_before"]["wrong"]),
+               paper["mode_baseline_llama70b"] / 100),
+        ci_row("self - cross gap (paired bootstrap)", gap["m1_after"]["wrong"], gap["m1_before"]["wrong"], None, key="gap"),
+        ci_row("cross-trained M2 vs its own behaviour", _all_row(acc["cross"]["own_before"]["wrong"]), None, None),
     ]
+    shift_all = next((r for r in pair.get("shift", {}).get("changed", []) if r["task"] == ALL and r["property"] == ALL), {})
+    for side, name in (("new", "shift: Mc vs new behaviour (changed prompts)"), ("old", "shift: Mc vs old behaviour (changed prompts)")):
+        rows.append({"quantity": name, "selfsim toy": shift_all.get(f"accuracy_{side}"),
+                     "95% CI low": shift_all.get(f"ci_low_{side}"), "95% CI high": shift_all.get(f"ci_high_{side}"),
+                     "paper (Llama-3.1-70B)": paper[f"shift_{side}"] / 100})
     calib = pair.get("calibration", {})
     for cond in ("untrained", "self", "cross"):
         if cond in calib:
-            rows.append((f"calibration MAD, {cond} (x100)", calib[cond]["mad"], None))
-    return pd.DataFrame(rows, columns=["quantity", "selfsim toy (held-out tasks)", "paper (Llama-3.1-70B)"])
+            rows.append({"quantity": f"calibration MAD, {cond} (x100)", "selfsim toy": calib[cond]["mad"]})
+    return pd.DataFrame.from_records(rows)
+
+
+def _gap_table(results: dict) -> pd.DataFrame:
+    """Self - cross gap per ordered pair with its paired CI (vs M1ft and vs M1 before), then mean and std."""
+    rows = []
+    for p in results["pairs"]:
+        now, before = p["gap"]["eval_ood"]["m1_after"]["wrong"], p["gap"]["eval_ood"]["m1_before"]["wrong"]
+        rows.append({"pair (M1 / M2)": f"{p['m1']} / {p['m2']}", "gap": now["gap"], "95% CI low": now["ci_low"],
+                     "95% CI high": now["ci_high"], "n": now["n"], "gap vs M1 before": before["gap"],
+                     "CI low (before)": before["ci_low"], "CI high (before)": before["ci_high"]})
+    spread = results.get("spread", {})
+    rows.append({"pair (M1 / M2)": f"mean over {len(spread.get('gaps', []))} ordered pairs (std {_fmt(spread.get('std'))})",
+                 "gap": spread.get("mean")})
+    return pd.DataFrame.from_records(rows)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _notes(results: dict) -> list[str]:
+    """Plain sentences: what is scored against what, how the scaling curve trains, and every CI that includes zero."""
+    config = results["config"]
+    notes = [
+        "Primary scores are against the self-trained M1's current object-level behaviour (M1ft), as in the paper's "
+        "code; M2 is trained on M1ft's behaviour on the training prompts. Columns and figures marked 'before' or "
+        "'secondary' score against M1's pre-finetune behaviour.",
+        f"Every finetune trains {config.get('epochs')} epochs over its items (steps = ceil(epochs x items / batch "
+        f"{config.get('batch_size')})), so the scaling curve varies data size, not repetition; the paper trains 1 epoch.",
+    ]
+    for p in results["pairs"]:
+        for target, label in (("m1_after", "vs M1ft"), ("m1_before", "vs M1 before finetuning")):
+            g = p["gap"]["eval_ood"][target]["wrong"]
+            verdict = ("includes zero: this run does not show that self beats cross" if _includes_zero(g["ci_low"], g["ci_high"])
+                       else "excludes zero")
+            notes.append(f"Self - cross gap for M1={p['m1']}, M2={p['m2']} ({label}, held-out tasks): {_fmt(g['gap'])}, "
+                         f"paired 95% CI [{_fmt(g['ci_low'])}, {_fmt(g['ci_high'])}] {verdict}.")
+    pair = results["pairs"][0]
+    acc = pair["accuracy"]["eval_ood"]
+    rows = {cond: _all_row(acc[cond]["m1_after"]["wrong"]) for cond in ("untrained", "self", "cross")}
+    rows["mode baseline"] = _all_row(pair["mode_baseline"]["eval_ood"]["m1_after"]["wrong"])
+    for name, r in rows.items():
+        if _includes_zero(r["ci_low"], r["ci_high"]):
+            notes.append(f"The 95% CI of the {name} accuracy (vs M1ft) includes zero: [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}].")
+    return notes
 
 
 def build_study_report(run_dir: Path) -> Path:
@@ -230,32 +307,37 @@ def build_study_report(run_dir: Path) -> Path:
     pair = results["pairs"][0]
     label = f"M1={pair['m1']}, M2={pair['m2']}"
     figures: list[tuple[str, go.Figure]] = []
-    for split, name in (("eval_ood", "held-out tasks"), ("eval_id", "held-out prompts of training tasks")):
-        for mode in ("wrong", "exclude"):
-            figures.append((
-                f"Hypothetical accuracy against M1's behaviour, {name} (non-compliant {'counted wrong' if mode == 'wrong' else 'excluded'})",
-                fig_accuracy(_accuracy_table(pair, split, mode), title=label),
-            ))
+    views = [(split, mode, "m1_after") for split in ("eval_ood", "eval_id") for mode in ("wrong", "exclude")]
+    views += [("eval_ood", mode, "m1_before") for mode in ("wrong", "exclude")]
+    for split, mode, target in views:
+        name = "held-out tasks" if split == "eval_ood" else "held-out prompts of training tasks"
+        figures.append((
+            f"Hypothetical accuracy {TARGET_TITLES[target]}, {name} ({MODE_TITLES[mode]}; mode baseline likewise)",
+            fig_accuracy(_accuracy_table(pair, split, mode, target), title=label),
+        ))
     figures.append((
-        "Whose behaviour does each model predict? (held-out tasks)",
+        "Whose behaviour does each model predict? (held-out tasks, each bar names its target)",
         fig_accuracy(_own_table(pair, "eval_ood", "wrong"), title=label),
     ))
     if pair.get("scaling"):
-        figures.append(("Cross-prediction data scaling and the full-finetuning control", fig_scaling(_scaling_table(pair, "wrong"))))
+        figures.append((f"Cross-prediction data scaling and the full-finetuning control, {TARGET_TITLES['m1_after']}",
+                        fig_scaling(_scaling_table(pair, "wrong"))))
     if pair.get("calibration"):
-        figures.append(("Calibration", fig_calibration({k: CalibrationResult.from_dict(v) for k, v in pair["calibration"].items()})))
+        figures.append(("Calibration (object-level samples from the self-trained M1)",
+                        fig_calibration({k: CalibrationResult.from_dict(v) for k, v in pair["calibration"].items()})))
     if pair.get("shift"):
-        figures.append(("Behaviour shift", fig_shift(_records(pair["shift"]["changed"]))))
+        figures.append(("Behaviour shift (Mc vs its new behaviour and vs M1ft's, on changed prompts)",
+                        fig_shift(_records(pair["shift"]["changed"]))))
     for path in sorted((run_dir / FIGURES_DIR).glob("*.json")):
         figures.append((path.stem.replace("_", " "), pio.from_json(path.read_text())))
-    tables = [("Headline numbers next to the paper's", _headline_table(results))]
-    spread = results.get("spread", {})
-    if spread.get("gaps"):
-        tables.append(("Self - cross gap per ordered model pair (held-out tasks, micro average)", pd.DataFrame({
-            "pair": [f"{p['m1']} / {p['m2']}" for p in results["pairs"]][: len(spread["gaps"])],
-            "gap": spread["gaps"],
-        })))
-    tables.append(("Share of object-level answers left unchanged by each finetune", pd.DataFrame.from_records(
-        [{"pair": f"{p['m1']} / {p['m2']}", **p["unchanged"]} for p in results["pairs"]]
-    )))
-    return write_report(figures, tables, run_dir / "report.html", f"selfsim study: {results['config']['name']}")
+    tables = [
+        (f"Headline numbers (held-out tasks, micro average, non-compliant counted wrong) {TARGET_TITLES['m1_after']}, "
+         "with 95% bootstrap CIs; the pre-finetune score beside, the paper's last", _headline_table(results)),
+        (f"Self - cross gap per ordered model pair {TARGET_TITLES['m1_after']} (held-out tasks, paired bootstrap "
+         "over prompts; the pre-finetune target beside)", _gap_table(results)),
+        ("Share of object-level answers left unchanged by each finetune (held-out prompts)", pd.DataFrame.from_records(
+            [{"pair": f"{p['m1']} / {p['m2']}", **p["unchanged"]} for p in results["pairs"]]
+        )),
+    ]
+    return write_report(figures, tables, run_dir / "report.html", f"selfsim study: {results['config']['name']}",
+                        notes=_notes(results))

@@ -4,10 +4,12 @@ For each ordered model pair (A plays M1, B plays M2) the study
 1. generates toy-dialect examples: training tasks (finetuning data and held-out prompts of the same
    tasks) and held-out tasks (the paper's evaluation);
 2. collects both models' object-level behaviour, and their untrained hypothetical answers;
-3. finetunes A on its own behaviour (self) and B on A's behaviour (cross), and scores every model's
-   hypothetical answers against A's behaviour before and after finetuning and against its own;
+3. finetunes A on its own behaviour (self, giving A-ft), collects A-ft's behaviour, finetunes B on A-ft's
+   behaviour on the training prompts (cross, as the paper's code), and scores every model's hypothetical
+   answers against A-ft's current behaviour (primary), A's pre-finetune behaviour (secondary) and its own;
 4. on the primary pair only: a data-scaling curve for cross-prediction, a full-finetuning control,
-   calibration (T=1 samples) and behaviour shift (A-self further finetuned on B's object answers).
+   calibration (T=1 samples, object level from A-ft) and behaviour shift (A-ft further finetuned on B's
+   object answers). Every finetune trains `epochs` passes over its items.
 Every stage writes files under the run directory and is skipped when its output is already there,
 so an interrupted study resumes. `results.json` holds every number of the report and depends only on
 the config (same seed -> same bytes); timings live in `manifest.json`.
@@ -16,6 +18,7 @@ the config (same seed -> same bytes); timings live in `manifest.json`.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -36,6 +39,12 @@ PAPER = {
     "shift_new": 35.4,
     "shift_old": 21.7,
 }
+# Whose object-level behaviour a hypothetical answer is scored against: the self-trained M1's current
+# behaviour (primary, as the paper's code) or M1's behaviour before finetuning (secondary).
+TARGETS = {
+    "m1_after": "the self-trained M1's current behaviour (M1ft)",
+    "m1_before": "M1's pre-finetune behaviour",
+}
 
 
 @dataclass
@@ -55,7 +64,10 @@ class StudyConfig:
     full_control: tuple[int, ...] = (1000,)
     calibration_prompts: int = 100
     calibration_samples: int = 20
-    steps: int = 300
+    # Every finetune trains this many passes over its items (steps = ceil(epochs * items / batch_size)),
+    # so the scaling curve varies data size, not repetition. 9.6 epochs of the main run's 2000 items at
+    # batch 64 are the 300 steps the toy world was tuned with (STACK.md); the paper trains 1 epoch on ~30k.
+    epochs: float = 9.6
     batch_size: int = 64
     lr: float = 1e-3
     rank: int = 8
@@ -67,15 +79,28 @@ class StudyConfig:
 
     @classmethod
     def quick(cls, **overrides: Any) -> StudyConfig:
-        """A reduced study for CI: a few hundred prompts, short finetunes, every stage exercised."""
+        """A reduced study for CI: a few hundred prompts, short finetunes, every stage exercised
+        (2.7 epochs: 41 steps on the main run's 240 items, as the 40 fixed steps it replaced)."""
         base = cls(
             name="toy-quick", n_train=120, n_eval=60, scaling=(30,), full_control=(60,),
-            calibration_prompts=16, calibration_samples=8, steps=40, batch_size=16, n_boot=200, interp_prompts=24,
+            calibration_prompts=16, calibration_samples=8, epochs=2.7, batch_size=16, n_boot=200, interp_prompts=24,
         )
         return replace(base, **overrides)
 
+    def __post_init__(self) -> None:
+        if not self.epochs > 0 or self.batch_size < 1:
+            raise SelfsimError(f"study epochs must be > 0 and batch_size >= 1, got epochs={self.epochs}, batch_size={self.batch_size}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def steps_for(self, n_items: int) -> int:
+        """Optimizer steps of a finetune on `n_items` items: `epochs` passes at `batch_size` (at least 1)."""
+        return max(1, math.ceil(self.epochs * n_items / self.batch_size))
+
+    def n_items(self, n_train: int) -> int:
+        """Requested training items for `n_train` prompts: per (task, property) share x tasks x properties."""
+        return max(1, n_train // len(self.train_tasks)) * len(self.train_tasks) * len(self.properties)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StudyConfig:
@@ -148,7 +173,7 @@ class Study:
                 rows = generate(task, c.properties, per_task + n_id, seed=c.seed, dialect="toy")
                 cut = per_task * len(c.properties)
                 train += rows[:cut]
-                eval_id += [replace(e, split="eval") for e in rows[cut:]]
+                eval_id += [replace(e, split="test") for e in rows[cut:]]
             n_ood = max(1, c.n_eval // len(c.test_tasks))
             eval_ood = [e for t in c.test_tasks for e in generate(t, c.properties, n_ood, seed=c.seed + 1, dialect="toy")]
             for key, rows in (("train", train), ("eval_id", eval_id), ("eval_ood", eval_ood)):
@@ -195,16 +220,18 @@ class Study:
         return load_table(out / file)
 
     # ------------------------------------------------------------------ finetuning
-    def finetune(self, key: str, model: str, items: list[Any], *, full: bool = False, base_adapter: Path | None = None) -> Path:
-        """Train an adapter (or full weights) on `items`; returns its directory (cached)."""
+    def finetune(self, key: str, model: str, items: list[Any], *, n_items: int | None = None, full: bool = False,
+                 base_adapter: Path | None = None) -> Path:
+        """Train an adapter (or full weights) for `epochs` over `n_items` (default len(items)); returns its directory (cached)."""
         from selfsim.finetune import FinetuneConfig, train
         from selfsim.finetune.trainer import RESULT_FILE
 
         c = self.config
         out = self.out / "adapters" / key
+        steps = c.steps_for(len(items) if n_items is None else n_items)
         config = FinetuneConfig(
-            rank=c.rank, alpha=c.alpha, lr=c.full_lr if full else c.lr, steps=c.steps, batch_size=c.batch_size,
-            per_pair=None, seed=c.seed, full_finetune=full, save_every=max(c.steps // 3, 1),
+            rank=c.rank, alpha=c.alpha, lr=c.full_lr if full else c.lr, steps=steps, batch_size=c.batch_size,
+            per_pair=None, seed=c.seed, full_finetune=full, save_every=max(steps // 3, 1),
         )
         self.stage(f"finetune {key}", out / RESULT_FILE, lambda: train(
             self.subject(model, base_adapter), items, config, out, resume=True, progress=self.progress,
@@ -239,44 +266,60 @@ class Study:
         return results
 
     def run_pair(self, a: str, b: str, ex: dict[str, list[Example]], *, primary: bool) -> dict[str, Any]:
-        """Self vs cross for one ordered pair (A = M1, B = M2); the extra experiments when primary."""
+        """Self vs cross for one ordered pair (A = M1, B = M2); the extra experiments when primary.
+
+        As in the paper's code, the primary target is the self-trained M1's current behaviour (M1ft):
+        M2 learns M1ft's answers on the training prompts, and every model is scored against M1ft's
+        answers on held-out prompts. Scores against M1's pre-finetune behaviour are the secondary target.
+        """
         from selfsim.behavior import to_long
 
+        c = self.config
         evals = ex["eval_id"] + ex["eval_ood"]
         everything = ex["train"] + evals
         da, db = self.model_dir(a), self.model_dir(b)
         beh_a = self.behaviour(da, a, everything)
         beh_b = self.behaviour(db, b, everything)
         pair = f"{da}__{db}"
-        items = self.labelled(ex["train"], beh_a, self.config.per_pair())
-        adapters = {"self": self.finetune(f"{pair}/self", a, items), "cross": self.finetune(f"{pair}/cross", b, items)}
+        n_items = c.n_items(c.n_train)
+        adapters = {"self": self.finetune(f"{pair}/self", a, self.labelled(ex["train"], beh_a, c.per_pair()), n_items=n_items)}
+        beh_self = self.behaviour(f"{pair}/self", a, everything, adapters["self"])
+        adapters["cross"] = self.finetune(f"{pair}/cross", b, self.labelled(ex["train"], beh_self, c.per_pair()), n_items=n_items)
         models = {"untrained": (a, None), "self": (a, adapters["self"]), "cross": (b, adapters["cross"]),
                   "untrained_m2": (b, None)}
         preds = {k: to_long(self.predictions(f"{pair}/{k}" if k in adapters else self.model_dir(m), m, evals, ad))
                  for k, (m, ad) in models.items()}
-        after = {k: to_long(self.behaviour(f"{pair}/{k}", m, evals, adapters[k])) for k, (m, _) in models.items() if k in adapters}
+        eval_ids = {e.object_id for e in evals}
+        m1_after = to_long(beh_self)
+        after = {"self": m1_after[m1_after["object_id"].isin(eval_ids)].reset_index(drop=True),
+                 "cross": to_long(self.behaviour(f"{pair}/cross", b, evals, adapters["cross"]))}
         before = {"m1": to_long(beh_a), "m2": to_long(beh_b)}
+        targets = {"m1_after": after["self"], "m1_before": before["m1"]}
         scoring = {
-            "untrained": {"m1_before": before["m1"]},
-            "self": {"m1_before": before["m1"], "m1_after": after["self"]},
-            "cross": {"m1_before": before["m1"], "m1_after": after["self"], "own_before": before["m2"], "own_after": after["cross"]},
-            "untrained_m2": {"m1_before": before["m1"], "own_before": before["m2"]},
+            "untrained": dict(targets),
+            "self": dict(targets),
+            "cross": {**targets, "own_before": before["m2"], "own_after": after["cross"]},
+            "untrained_m2": {**targets, "own_before": before["m2"]},
         }
-        out: dict[str, Any] = {"m1": a, "m2": b, "accuracy": {}, "mode_baseline": {}, "unchanged": {}}
+        out: dict[str, Any] = {"m1": a, "m2": b, "targets": TARGETS, "steps": c.steps_for(n_items),
+                               "accuracy": {}, "mode_baseline": {}, "gap": {}, "unchanged": {}}
         for split, rows in (("eval_ood", ex["eval_ood"]), ("eval_id", ex["eval_id"])):
             ids = {e.object_id for e in rows}
             out["accuracy"][split] = {
-                cond: {target: self.accuracy(preds[cond], beh, ids) for target, beh in targets.items()}
-                for cond, targets in scoring.items()
+                cond: {target: self.accuracy(preds[cond], beh, ids) for target, beh in targets_.items()}
+                for cond, targets_ in scoring.items()
             }
-            out["mode_baseline"][split] = self.mode(before["m1"], ids)
+            out["mode_baseline"][split] = {
+                target: {mode: self.mode(beh, ids, mode) for mode in ("wrong", "exclude")} for target, beh in targets.items()
+            }
+            out["gap"][split] = {target: self.gap(preds["self"], preds["cross"], beh, ids) for target, beh in targets.items()}
         out["unchanged"] = {
             "self": unchanged(before["m1"], after["self"]),
             "cross": unchanged(before["m2"], after["cross"]),
         }
         if primary:
-            out["scaling"] = self.scaling(pair, b, ex, beh_a, evals, before["m1"], adapters["cross"])
-            out["full_control"] = self.full_control(pair, a, b, ex, beh_a, evals, before)
+            out["scaling"] = self.scaling(pair, b, ex, beh_self, evals, targets, adapters["cross"])
+            out["full_control"] = self.full_control(pair, a, b, ex, beh_a, beh_self, evals, {**targets, "own_before": before["m2"]})
             out["calibration"] = self.calibration(pair, a, b, ex["calibration"], adapters)
             out["shift"] = self.shift(pair, a, b, ex, beh_b, adapters["self"], evals, after["self"])
             out["interp"] = self.interp(a, b, ex["eval_ood"], beh_a, adapters)
@@ -335,55 +378,77 @@ class Study:
             for mode in ("wrong", "exclude")
         }
 
-    def mode(self, behaviour: pd.DataFrame, ids: set[str]) -> list[dict[str, Any]]:
+    def mode(self, behaviour: pd.DataFrame, ids: set[str], noncompliant: str = "wrong") -> list[dict[str, Any]]:
+        """Mode baseline on the prompts `ids` of a behaviour table, non-compliant rows handled as `noncompliant`."""
         from selfsim.evaluate import mode_baseline, to_records
 
         c = self.config
-        return to_records(mode_baseline(behaviour[behaviour["object_id"].isin(ids)], n_boot=c.n_boot, seed=c.seed))
+        rows = behaviour[behaviour["object_id"].isin(ids)]
+        return to_records(mode_baseline(rows, noncompliant=noncompliant, n_boot=c.n_boot, seed=c.seed))
 
-    def scaling(self, pair: str, b: str, ex: dict[str, list[Example]], beh_a: pd.DataFrame,
-                evals: list[Example], m1_before: pd.DataFrame, cross: Path) -> list[dict[str, Any]]:
-        """Cross-prediction accuracy (held-out tasks) as B's training set grows (n_train reuses the main cross run)."""
+    def gap(self, preds_self: pd.DataFrame, preds_cross: pd.DataFrame, behaviour: pd.DataFrame, ids: set[str]) -> dict[str, Any]:
+        """Self - cross accuracy gap (ALL/ALL) with a paired bootstrap CI over prompts, both non-compliance modes."""
+        from selfsim.evaluate import paired_gap, score, to_records
+
+        c = self.config
+        beh = behaviour[behaviour["object_id"].isin(ids)]
+        scored = [score(p[p["object_id"].isin(ids)], beh) for p in (preds_self, preds_cross)]
+        return {
+            mode: to_records(pd.DataFrame([paired_gap(*scored, noncompliant=mode, n_boot=c.n_boot, seed=c.seed)]))[0]
+            for mode in ("wrong", "exclude")
+        }
+
+    def scaling(self, pair: str, b: str, ex: dict[str, list[Example]], labels: pd.DataFrame,
+                evals: list[Example], targets: dict[str, pd.DataFrame], cross: Path) -> list[dict[str, Any]]:
+        """Cross-prediction accuracy (held-out tasks) as B's training set grows, each size trained for
+        `epochs` on M1ft's labels; scored against M1ft (top level) and M1 before (`vs_m1_before`).
+        n_train reuses the main cross run."""
         from selfsim.behavior import to_long
 
+        c = self.config
         ids = {e.object_id for e in ex["eval_ood"]}
         rows = []
-        n_props = len(self.config.properties)
-        for n in sorted({*self.config.scaling, self.config.n_train}):
-            per_pair = max(1, n // len(self.config.train_tasks))
-            key = f"{pair}/cross" if n == self.config.n_train else f"{pair}/cross_n{n}"
-            adapter = cross if n == self.config.n_train else self.finetune(key, b, self.labelled(ex["train"], beh_a, per_pair))
+        for n in sorted({*c.scaling, c.n_train}):
+            per_pair = max(1, n // len(c.train_tasks))
+            key = f"{pair}/cross" if n == c.n_train else f"{pair}/cross_n{n}"
+            n_items = c.n_items(n)
+            adapter = cross if n == c.n_train else self.finetune(key, b, self.labelled(ex["train"], labels, per_pair), n_items=n_items)
             preds = to_long(self.predictions(key, b, evals, adapter))
-            rows.append({"condition": "cross", "n_train": n, "n_items": per_pair * len(self.config.train_tasks) * n_props,
-                         **self.accuracy(preds, m1_before, ids)})
+            rows.append({"condition": "cross", "n_train": n, "n_items": n_items, "steps": c.steps_for(n_items),
+                         **self.accuracy(preds, targets["m1_after"], ids),
+                         "vs_m1_before": self.accuracy(preds, targets["m1_before"], ids)})
         return rows
 
     def full_control(self, pair: str, a: str, b: str, ex: dict[str, list[Example]], beh_a: pd.DataFrame,
-                     evals: list[Example], before: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
-        """Full-weight finetuning of self and cross at growing data sizes (where cross catches up)."""
+                     beh_self: pd.DataFrame, evals: list[Example], targets: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
+        """Full-weight finetuning of self (on M1's own answers) and cross (on M1ft's) at growing data sizes,
+        scored against M1ft's behaviour (`vs_m1_after`) and M1's pre-finetune behaviour (`vs_m1_before`)."""
         from selfsim.behavior import to_long
 
+        c = self.config
         ids = {e.object_id for e in ex["eval_ood"]}
         rows = []
-        for n in self.config.full_control:
-            per_pair = max(1, n // len(self.config.train_tasks))
-            items = self.labelled(ex["train"], beh_a, per_pair)
-            for cond, model in (("self", a), ("cross", b)):
+        for n in c.full_control:
+            per_pair = max(1, n // len(c.train_tasks))
+            for cond, model, labels in (("self", a, beh_a), ("cross", b, beh_self)):
                 key = f"{pair}/full_{cond}_n{n}"
-                path = self.finetune(key, model, items, full=True)
+                path = self.finetune(key, model, self.labelled(ex["train"], labels, per_pair), n_items=c.n_items(n), full=True)
                 preds = to_long(self.predictions(key, str(path), evals))
-                row = {"condition": cond, "n_train": n, "vs_m1": self.accuracy(preds, before["m1"], ids)}
+                row = {"condition": cond, "n_train": n, "steps": c.steps_for(c.n_items(n)),
+                       "vs_m1_after": self.accuracy(preds, targets["m1_after"], ids),
+                       "vs_m1_before": self.accuracy(preds, targets["m1_before"], ids)}
                 if cond == "cross":
-                    row["vs_own_before"] = self.accuracy(preds, before["m2"], ids)
+                    row["vs_own_before"] = self.accuracy(preds, targets["own_before"], ids)
                 rows.append(row)
         return rows
 
     def calibration(self, pair: str, a: str, b: str, examples: list[Example], adapters: dict[str, Path]) -> dict[str, Any]:
-        """SPEC experiment 3: T=1 object samples of M1 vs T=1 hypothetical samples of each model."""
+        """SPEC experiment 3: T=1 object samples of the self-trained M1 (whose behaviour is predicted)
+        vs T=1 hypothetical samples of each model."""
         from selfsim.behavior import to_long
         from selfsim.evaluate import calibration
 
-        obj = to_long(self.samples(f"{self.model_dir(a)}-object", a, examples, meta=False), samples=True)
+        obj = to_long(self.samples(f"{pair}/self-object", a, examples, meta=False, adapter=adapters["self"]), samples=True)
         result = {}
         for cond, (model, adapter) in {"untrained": (a, None), "self": (a, adapters["self"]), "cross": (b, adapters["cross"])}.items():
             key = f"{pair}/{cond}" if adapter else self.model_dir(model)
@@ -454,36 +519,48 @@ def calibration_examples(n: int, seed: int) -> list[Example]:
         seen.setdefault(messages[0]["content"], Example(
             task="animals_long", property="second_character", object_messages=messages,
             hypothetical_messages=hypothetical_messages("animals_long", "second_character", messages, dialect="toy"),
-            split="calibration", dialect="toy",
+            split="test", dialect="toy",
         ))
     return list(seen.values())
 
 
-def headline(pair: dict[str, Any], split: str = "eval_ood", mode: str = "wrong") -> dict[str, float | None]:
-    """Micro-averaged (ALL/ALL) accuracy of each condition against M1's pre-finetune behaviour."""
-    def all_row(records: list[dict[str, Any]]) -> float | None:
-        return next((r["accuracy"] for r in records if r["task"] == "ALL" and r["property"] == "ALL"), None)
+def _all_row(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((r for r in records if r["task"] == "ALL" and r["property"] == "ALL"), None)
+
+
+def headline(pair: dict[str, Any], split: str = "eval_ood", mode: str = "wrong", target: str = "m1_after",
+             *, with_ci: bool = False) -> dict[str, Any]:
+    """Micro-averaged (ALL/ALL) accuracy of each condition and of the mode baseline against `target`
+    (default: the self-trained M1's current behaviour); with_ci gives (accuracy, ci_low, ci_high) tuples."""
+    if target not in TARGETS:
+        raise SelfsimError(f"unknown target {target!r}; valid: {', '.join(TARGETS)}")
+
+    def pick(records: list[dict[str, Any]]) -> Any:
+        row = _all_row(records)
+        if row is None:
+            return (None, None, None) if with_ci else None
+        return (row["accuracy"], row["ci_low"], row["ci_high"]) if with_ci else row["accuracy"]
 
     acc = pair["accuracy"][split]
-    out = {cond: all_row(targets["m1_before"][mode]) for cond, targets in acc.items()}
-    out["mode_baseline"] = all_row(pair["mode_baseline"][split])
-    out["cross_vs_own"] = all_row(acc["cross"]["own_before"][mode])
+    out = {cond: pick(targets[target][mode]) for cond, targets in acc.items()}
+    out["mode_baseline"] = pick(pair["mode_baseline"][split][target][mode])
+    out["cross_vs_own"] = pick(acc["cross"]["own_before"][mode])
     return out
 
 
 def spread(pairs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Self - cross gap per ordered pair (held-out tasks, ALL/ALL), with mean and sample std."""
+    """Self - cross gap per ordered pair (held-out tasks, ALL/ALL, vs M1ft) with its paired CI, and the
+    mean and sample std over ordered pairs."""
     import statistics
 
-    gaps = []
-    for p in pairs:
-        h = headline(p)
-        if h["self"] is not None and h["cross"] is not None:
-            gaps.append(h["self"] - h["cross"])
+    rows = [p["gap"]["eval_ood"]["m1_after"]["wrong"] for p in pairs]
+    gaps = [r["gap"] for r in rows if r["gap"] is not None]
     return {
         "gaps": gaps,
+        "ci": [[r["ci_low"], r["ci_high"]] for r in rows if r["gap"] is not None],
         "mean": statistics.fmean(gaps) if gaps else None,
         "std": statistics.stdev(gaps) if len(gaps) > 1 else None,
+        "target": "m1_after",
         "note": "ordered pairs share models (both role orders), so they are not independent",
     }
 

@@ -401,3 +401,33 @@ def test_results_are_json_serialisable():
         records = json.loads(json.dumps(to_records(table), allow_nan=False))
         assert len(records) == len(table)
     assert to_records(tables[1])[0]["accuracy"] is None
+
+
+def test_paired_bootstrap_matches_a_hand_computation():
+    # default_rng(4).integers(0, 3, size=(5, 3)) draws the prompt indices
+    # [2 2 2], [1 2 2], [2 0 1], [1 0 1], [1 2 1]; both models are resampled with the same rows.
+    a, b = np.array([1, 1, 0]), np.array([0, 1, 1])  # per-prompt differences 1, 0, -1
+    # resampled mean differences: -1, -2/3, 0, 1/3, -1/3 -> sorted -1, -2/3, -1/3, 0, 1/3;
+    # numpy's linear quantiles at 0.025 and 0.975 sit at positions 0.1 and 3.9.
+    low, high = evaluate.paired_bootstrap_ci(a, b, n_boot=5, seed=4)
+    assert (low, high) == pytest.approx((-1 + 0.1 / 3, 0.9 / 3), abs=1e-12)
+    with pytest.raises(SelfsimError, match="one score per prompt"):
+        evaluate.paired_bootstrap_ci(a, b[:2])
+
+
+def test_paired_gap_pairs_rows_by_prompt():
+    beh = behaviour_table()
+    scored_a = score(predictions_table(), beh)
+    # b answers like a, except that it gets o1/first_word wrong: a - b is 1 on one row, 0 elsewhere
+    preds_b = predictions_table()
+    preds_b.loc[0, "answer"] = "dog"
+    scored_b = score(preds_b, beh).iloc[::-1]  # row order must not matter
+    gap = evaluate.paired_gap(scored_a, scored_b, n_boot=400, seed=1)
+    assert gap["gap"] == pytest.approx(0.1) and gap["n"] == 10
+    assert (gap["accuracy_a"], gap["accuracy_b"]) == pytest.approx((0.4, 0.3))
+    assert (gap["ci_low"], gap["ci_high"]) == bootstrap_ci(np.array([1.0] + [0.0] * 9), n_boot=400, seed=1)
+    assert gap["ci_low"] >= 0.0  # a difference on one row only never resamples below zero
+    excluded = evaluate.paired_gap(scored_a, scored_b, noncompliant="exclude", n_boot=50)
+    assert excluded["n"] == 7 and excluded["gap"] == pytest.approx(1 / 7)  # o3/fw, o4/fw, o4/sc dropped
+    with pytest.raises(SelfsimError, match="only one model"):
+        evaluate.paired_gap(scored_a, scored_b.iloc[1:], n_boot=10)

@@ -66,3 +66,12 @@ def test_write_report_single_file(tmp_path):
     assert "Study &amp; results" in text and "Calibration &lt;self&gt;" in text
     for value in ("0.3333", "0.5000", "0.4000", "mode baseline", "second_character"):
         assert value in text
+
+
+def test_write_report_lists_notes_before_the_figures(tmp_path):
+    acc = accuracy_table()
+    notes = ["The gap's 95% CI [-0.01, 0.05] includes zero <so no claim>."]
+    text = write_report([("Accuracy", fig_accuracy(acc))], [], tmp_path / "r.html", title="t", notes=notes).read_text()
+    assert "<li>The gap&#x27;s 95% CI [-0.01, 0.05] includes zero &lt;so no claim&gt;.</li>" in text
+    assert text.index("Reading the numbers") < text.index('id="fig-accuracy"')
+    assert "Reading the numbers" not in write_report([], [], tmp_path / "s.html", title="t").read_text()

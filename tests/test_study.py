@@ -5,12 +5,13 @@ from pathlib import Path
 import pytest
 
 from selfsim.errors import SelfsimError
+from selfsim.examples import load_examples
 from selfsim.study import Study, StudyConfig, headline
 
 pytestmark = pytest.mark.slow
 
 TINY = dict(n_train=40, n_eval=24, scaling=(20,), full_control=(20,), calibration_prompts=8,
-            calibration_samples=4, steps=6, batch_size=8, n_boot=50)
+            calibration_samples=4, epochs=0.6, batch_size=8, n_boot=50)
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +56,19 @@ def test_report_reads_its_numbers_from_the_run_directory(runs, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(runs[0], copy)
     results = json.loads((copy / "results.json").read_text())
-    results["pairs"][0]["mode_baseline"]["eval_ood"][-1]["accuracy"] = 0.123456
+    results["pairs"][0]["mode_baseline"]["eval_ood"]["m1_after"]["wrong"][-1]["accuracy"] = 0.123456
+    gap = results["pairs"][0]["gap"]["eval_ood"]["m1_after"]["wrong"]
+    gap.update(gap=0.0321, ci_low=-0.0123, ci_high=0.0765)
     (copy / "results.json").write_text(json.dumps(results))
-    assert "0.1235" in build_study_report(copy).read_text()
+    text = build_study_report(copy).read_text()
+    assert "0.1235" in text
+    assert "0.0321, paired 95% CI [-0.0123, 0.0765] includes zero" in text
+    gap.update(ci_low=0.0111)
+    (copy / "results.json").write_text(json.dumps(results))
+    assert "0.0321, paired 95% CI [0.0111, 0.0765] excludes zero" in build_study_report(copy).read_text()
+    for title in ("Headline numbers", "Self - cross gap per ordered model pair", "Hypothetical accuracy"):
+        assert f"{title}" in text
+    assert text.count("against the self-trained M1&#x27;s current behaviour (M1ft)") >= 6
 
 
 def test_resuming_a_finished_study_recomputes_nothing(runs):
@@ -82,3 +93,143 @@ def test_report_draws_in_headless_chromium(runs, tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "figures drew" in result.stdout and shot.stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------------------------------- issue 9
+KEY = "toy-m1__toy-m2"
+
+
+def _greedy(path: Path) -> dict[tuple[str, str], tuple[object, bool]]:
+    """{(object_id, property): (value, compliant)} of a behaviour table's greedy rows."""
+    from selfsim.behavior import load_table, to_long
+
+    df = to_long(load_table(path))
+    return {(o, p): (v, bool(c)) for o, p, v, c in zip(df["object_id"], df["property"], df["value"], df["compliant"])}
+
+
+def _hand_accuracy(preds_path: Path, target: dict, ids: set[str]) -> float:
+    """Counted-wrong accuracy by hand: compliant meta answer equal to the compliant target value."""
+    from selfsim.behavior import load_table, to_long
+
+    preds = to_long(load_table(preds_path))
+    preds = preds[preds["object_id"].isin(ids)]
+    hits = [bool(c) and a is not None and target[(o, p)][1] and target[(o, p)][0] == a
+            for o, p, a, c in zip(preds["object_id"], preds["property"], preds["answer"], preds["compliant"])]
+    return sum(hits) / len(hits)
+
+
+def test_primary_scores_use_the_self_trained_m1s_current_behaviour(runs, tmp_path):
+    import json
+    import shutil
+
+    from selfsim.behavior import BEHAVIOR_FILE, PREDICTIONS_FILE, load_table, to_long
+    from selfsim.io import iter_jsonl, write_jsonl
+
+    run = tmp_path / "run"
+    shutil.copytree(runs[0], run)
+    (run / "results.json").unlink()
+    ood = {e.object_id for e in load_examples(run / "examples" / "eval_ood.jsonl")}
+    # Make M1ft's current behaviour on held-out prompts differ from M1's: set it to the self model's own
+    # hypothetical answers, then let the (fully cached) study recompute every number from the files.
+    preds = to_long(load_table(run / "predictions" / KEY / "self" / PREDICTIONS_FILE))
+    answers = {(o, p): a for o, p, a, c in zip(preds["object_id"], preds["property"], preds["answer"], preds["compliant"]) if c}
+    path = run / "behaviour" / KEY / "self" / BEHAVIOR_FILE
+    rows = [row for _, row in iter_jsonl(path)]
+    for row in rows:
+        for prop in row["properties"]:
+            if row["sample"] == -1 and (row["object_id"], prop) in answers and row["object_id"] in ood:
+                row["properties"][prop], row["compliant"][prop] = answers[(row["object_id"], prop)], True
+    write_jsonl(path, rows)
+    study = Study(StudyConfig.quick(**TINY), run, progress=False)
+    study.run()
+    assert study.timings == {}
+    pair = json.loads((run / "results.json").read_text())["pairs"][0]
+    after, before = _greedy(path), _greedy(run / "behaviour" / "toy-m1" / BEHAVIOR_FILE)
+    hand = {}
+    for cond in ("self", "cross"):
+        file = run / "predictions" / KEY / cond / PREDICTIONS_FILE
+        hand[cond] = _hand_accuracy(file, after, ood)
+        assert headline(pair)[cond] == pytest.approx(hand[cond])
+        assert headline(pair, target="m1_before")[cond] == pytest.approx(_hand_accuracy(file, before, ood))
+    assert headline(pair)["self"] > headline(pair, target="m1_before")["self"]
+    assert pair["gap"]["eval_ood"]["m1_after"]["wrong"]["gap"] == pytest.approx(hand["self"] - hand["cross"])
+
+
+def test_cross_models_learn_the_self_trained_m1s_answers_on_the_training_prompts(runs):
+    from selfsim.behavior import BEHAVIOR_FILE
+    from selfsim.io import iter_jsonl
+
+    run = runs[0]
+    train = {e.object_id for e in load_examples(run / "examples" / "train.jsonl")}
+    after = _greedy(run / "behaviour" / KEY / "self" / BEHAVIOR_FILE)
+    before = _greedy(run / "behaviour" / "toy-m1" / BEHAVIOR_FILE)
+    assert train <= {o for o, _ in after}
+    for name, labels in (("self", before), ("full_self_n20", before), ("cross", after), ("cross_n20", after),
+                         ("full_cross_n20", after)):
+        items = [row for _, row in iter_jsonl(run / "adapters" / KEY / name / "items.jsonl")]
+        assert items and all(it["target"] == labels[(it["object_id"], it["property"])][0] for it in items), name
+
+
+def test_calibration_object_samples_come_from_the_self_trained_m1(runs):
+    import json
+
+    from selfsim.behavior import BEHAVIOR_FILE, PREDICTIONS_FILE, load_table, to_long
+    from selfsim.evaluate import calibration
+
+    run = runs[0]
+    pair = json.loads((run / "results.json").read_text())["pairs"][0]
+    cols = ["object_id", "value", "sample"]
+    obj = to_long(load_table(run / "samples" / KEY / "self-object" / BEHAVIOR_FILE), samples=True)
+    meta_dirs = {"untrained": run / "samples" / "toy-m1", "self": run / "samples" / KEY / "self", "cross": run / "samples" / KEY / "cross"}
+    for cond, directory in meta_dirs.items():
+        meta = to_long(load_table(directory / PREDICTIONS_FILE), samples=True).rename(columns={"answer": "value"})
+        expected = calibration(obj[cols], meta[cols])
+        got = pair["calibration"][cond]
+        assert [r["object_prob"] for r in got["pairs"]] == pytest.approx(expected.pairs["object_prob"].tolist())
+        assert got["mad"] == pytest.approx(expected.mad)
+
+
+def test_every_finetune_trains_the_configured_epochs(runs):
+    from selfsim.finetune import FinetuneConfig
+
+    config = StudyConfig.quick(**TINY)
+    assert (config.n_items(40), config.n_items(20)) == (80, 40)  # per (task, property) share x 2 tasks x 2 properties
+    assert (config.steps_for(80), config.steps_for(40)) == (6, 3)  # ceil(0.6 x items / batch 8)
+    default = StudyConfig()
+    assert default.steps_for(default.n_items(default.n_train)) == 300  # the toy world's tuned main run
+    assert StudyConfig(epochs=1.0, batch_size=64).steps_for(1000) == 16
+    for name, n_items in (("self", 80), ("cross", 80), ("cross_n20", 40), ("full_self_n20", 40), ("full_cross_n20", 40)):
+        assert FinetuneConfig.load(runs[0] / "adapters" / KEY / name).steps == config.steps_for(n_items), name
+    with pytest.raises(SelfsimError, match="epochs must be > 0"):
+        StudyConfig(epochs=0.0)
+
+
+def test_excluded_figures_draw_the_excluded_mode_baseline(runs):
+    import json
+
+    from selfsim.report import _accuracy_table
+
+    pair = json.loads((runs[0] / "results.json").read_text())["pairs"][0]
+    for split in ("eval_ood", "eval_id"):
+        table = _accuracy_table(pair, split, "exclude")
+        base = table[table["condition"] == "mode baseline"]
+        assert set(base["noncompliant"]) == {"exclude"}
+        expected = [r["accuracy"] for r in pair["mode_baseline"][split]["m1_after"]["exclude"]]
+        assert base["accuracy"].tolist() == pytest.approx(expected, nan_ok=True)
+
+
+def test_headline_and_gap_carry_confidence_intervals(runs):
+    import json
+
+    results = json.loads((runs[0] / "results.json").read_text())
+    for pair in results["pairs"]:
+        h = headline(pair, with_ci=True)
+        for key in ("untrained", "self", "cross", "mode_baseline"):
+            acc, low, high = h[key]
+            assert low <= acc <= high
+        gap = pair["gap"]["eval_ood"]["m1_after"]["wrong"]
+        assert gap["ci_low"] <= gap["gap"] <= gap["ci_high"] and gap["n"] > 0
+    spread = results["spread"]
+    assert len(spread["gaps"]) == len(spread["ci"]) == 2 and spread["std"] is not None
+    with pytest.raises(SelfsimError, match="unknown target"):
+        headline(results["pairs"][0], target="m2")
