@@ -34,7 +34,7 @@ import pandas as pd
 from selfsim.errors import SelfsimError
 from selfsim.examples import Example, Messages, prompt_id
 from selfsim.generation import GREEDY, GenerationConfig, Request, encode, generate_batch, token_budget
-from selfsim.io import append_jsonl, atomic_open, iter_jsonl, write_jsonl
+from selfsim.io import append_jsonl, atomic_open, clean_orphans, iter_jsonl, write_jsonl
 
 if TYPE_CHECKING:
     from selfsim.models import Subject
@@ -92,6 +92,7 @@ def collect(
     examples = check_examples(examples)
     props = _properties(examples)
     prompts = _prompts(examples, lambda e: e.object_messages, lambda e: token_budget(e.task, e.dialect, max_new_tokens))
+    _clean_orphans(Path(out_dir))
     results = _generate_cached(subject, prompts, config, Path(out_dir) / CACHE_DIR, progress, "collect")
     rows = []
     for prompt in prompts:
@@ -130,6 +131,7 @@ def predict(
     prompts = _prompts(
         examples, lambda e: e.hypothetical_messages, lambda e: token_budget(e.task, e.dialect, max_new_tokens, meta=True)
     )
+    _clean_orphans(Path(out_dir))
     results = _generate_cached(subject, prompts, config, Path(out_dir) / CACHE_DIR, progress, "predict")
     rows = []
     for example in examples:
@@ -198,12 +200,50 @@ def load_table(path: str | Path) -> pd.DataFrame:
     return df[columns]
 
 
+def adapter_digest(adapter_dir: str | Path | None) -> str | None:
+    """SHA-256 of an adapter's content: its config as canonical JSON (lists of module names sorted) and its tensors.
+
+    Two adapters with the same settings and weights get the same digest, however their files order keys.
+    """
+    if adapter_dir is None:
+        return None
+    adapter_dir = Path(adapter_dir)
+    h = hashlib.sha256()
+    config_file = adapter_dir / "adapter_config.json"
+    if config_file.is_file():
+        from selfsim.io import read_json
+
+        h.update(json.dumps(canonical_adapter_config(read_json(config_file)), sort_keys=True).encode())
+    for tensors in sorted(adapter_dir.glob("adapter_model*.safetensors")):
+        with open(tensors, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(n))
+            base = 8 + n
+            for name in sorted(k for k in header if k != "__metadata__"):
+                info = header[name]
+                begin, end = info["data_offsets"]
+                fh.seek(base + begin)
+                h.update(json.dumps([name, info["dtype"], info["shape"]]).encode())
+                h.update(fh.read(end - begin))
+    return h.hexdigest()
+
+
+def canonical_adapter_config(config: Any) -> Any:
+    """A peft adapter config with `target_modules` (and other module-name lists) sorted."""
+    if not isinstance(config, dict):
+        return config
+    out = dict(config)
+    for key in ("target_modules", "modules_to_save", "exclude_modules"):
+        if isinstance(out.get(key), list) and all(isinstance(v, str) for v in out[key]):
+            out[key] = sorted(out[key])
+    return out
+
+
 def fingerprint(subject: Subject, temperature: float, seed: int, max_new_tokens: int) -> str:
-    """16-hex id of (weights, adapter config, dtype, chat template) x (decoding settings, budget)."""
-    adapter = subject.adapter / "adapter_config.json" if subject.adapter else None
+    """16-hex id of (weights, adapter content, dtype, chat template) x (decoding settings, budget)."""
     blob = {
         "weights": subject.fingerprint,
-        "adapter": hashlib.sha256(adapter.read_bytes()).hexdigest() if adapter and adapter.is_file() else None,
+        "adapter": adapter_digest(subject.adapter) if subject.adapter else None,
         "dtype": subject.options.get("dtype"),
         "chat_template": hashlib.sha256(str(getattr(subject.tokenizer, "chat_template", "")).encode()).hexdigest(),
         "temperature": float(temperature),
@@ -214,6 +254,12 @@ def fingerprint(subject: Subject, temperature: float, seed: int, max_new_tokens:
 
 
 # ----------------------------------------------------------------------------- the engine
+
+def _clean_orphans(out_dir: Path) -> None:
+    """Drop the temporaries of killed writes in the output and cache folders."""
+    clean_orphans(out_dir)
+    clean_orphans(out_dir / CACHE_DIR)
+
 
 def _generate_cached(
     subject: Subject, prompts: list[_Prompt], config: GenerationConfig, cache_dir: Path, progress: bool, desc: str
@@ -286,13 +332,28 @@ class _Cache:
         self.rows: dict[tuple[str, int], dict[str, Any]] = {}
         if path.is_file():
             _cut_torn_tail(path)
-            for _, row in iter_jsonl(path):
+            for lineno, row in iter_jsonl(path):
+                if not isinstance(row.get("key"), str) or not _is_index(row.get("sample")):
+                    raise SelfsimError(
+                        f"{path}:{lineno}: not a generation-cache row (it needs a string key and an integer sample); "
+                        "delete the file to regenerate it"
+                    )
                 self.rows.setdefault((row["key"], int(row["sample"])), row)
 
     def append(self, rows: list[dict[str, Any]]) -> None:
         append_jsonl(self.path, rows)
         for row in rows:
             self.rows.setdefault((row["key"], row["sample"]), row)
+
+
+def check_cache(out_dir: str | Path) -> None:
+    """Read every generation cache of a collect/predict output directory, so a malformed row fails before the model loads."""
+    for path in sorted((Path(out_dir) / CACHE_DIR).glob("*.jsonl")):
+        _Cache(path)
+
+
+def _is_index(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _cut_torn_tail(path: Path) -> None:

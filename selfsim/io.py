@@ -1,16 +1,112 @@
-"""Atomic file writes and strict JSONL reading with file:line error reports."""
+"""Atomic file writes and strict JSONL reading with file:line error reports.
+
+A temporary file or folder of an atomic write is named `.<target>.<pid>-<host>.<random>.tmp`, so
+`clean_orphans` can tell the leftovers of a killed writer (same host, process gone) from a write in
+progress, and removes only those (and temporaries of older selfsim versions, `.<target>.<random>.tmp`,
+older than this process).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from selfsim.errors import SelfsimError
+
+
+_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+_STARTED = time.time()
+_TMP = re.compile(r"^\..+\.(?P<pid>\d+)-(?P<host>[0-9a-f]{6})\.[a-z0-9_]{8}\.tmp$")
+_LEGACY_TMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+FAULT_ENV = "SELFSIM_FAULT"
+
+
+_FAULT_HITS: dict[str, int] = {}
+
+
+def fault_point(name: str) -> None:
+    """Exit at once with status 137, as a SIGKILL would, when SELFSIM_FAULT names this point (tests of kill windows).
+
+    `SELFSIM_FAULT=name@N` exits the N-th time the point is reached (default: the first).
+    """
+    wanted = os.environ.get(FAULT_ENV)
+    if not wanted or wanted.partition("@")[0] != name:
+        return
+    _FAULT_HITS[name] = _FAULT_HITS.get(name, 0) + 1
+    if _FAULT_HITS[name] == int(wanted.partition("@")[2] or 1):
+        os._exit(137)
+
+
+def temp_prefix(path: Path) -> str:
+    """The name prefix of this process's temporaries for `path` (see the module docstring)."""
+    return f".{path.name}.{os.getpid()}-{_HOST}."
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def is_orphan(path: Path) -> bool:
+    """Whether `path` is a temporary of an atomic write whose writer is gone (never one still writing)."""
+    match = _TMP.match(path.name)
+    if match:
+        return match["host"] == _HOST and not _alive(int(match["pid"]))
+    if _LEGACY_TMP.match(path.name):
+        try:
+            return path.lstat().st_mtime < _STARTED
+        except FileNotFoundError:
+            return False
+    return False
+
+
+def clean_orphans(directory: str | Path) -> list[Path]:
+    """Delete the temporaries that killed atomic writes left in `directory`; return what was removed."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for path in sorted(directory.iterdir()):
+        if path.name.startswith(".") and path.name.endswith(".tmp") and is_orphan(path):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def stabilize_safetensors(path: str | Path) -> None:
+    """Rewrite a safetensors header in place with its `__metadata__` keys sorted (the writer's order varies by run)."""
+    with open(path, "r+b") as fh:
+        size = int.from_bytes(fh.read(8), "little")
+        header = json.loads(fh.read(size))
+        meta = header.get("__metadata__")
+        if not isinstance(meta, dict):
+            return
+        header["__metadata__"] = dict(sorted(meta.items()))
+        out = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(out) > size:
+            raise SelfsimError(f"{path}: cannot reorder the safetensors header in place")
+        fh.seek(8)
+        fh.write(out + b" " * (size - len(out)))
 
 
 def _umask() -> int:
@@ -24,7 +120,7 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     """Open a temporary file beside `path`; on clean exit fsync it and rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
     os.chmod(tmp, 0o666 & ~_umask())
     binary = "b" in mode
     try:
@@ -41,11 +137,9 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary directory beside `path`; on clean exit replace `path` with it."""
-    import shutil
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp"))
     try:
         yield tmp
         if path.exists():

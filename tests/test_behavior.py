@@ -40,7 +40,7 @@ def toy_examples(n: int, properties=("first_word", "first_character"), seed: int
     """`n` object prompts, each asked about every property in `properties`."""
     return [
         Example(
-            task="toy_animals",
+            task="animals_long",
             property=prop,
             object_messages=[{"role": "user", "content": text}],
             hypothetical_messages=[{"role": "user", "content": f"previously you were asked : {text} ? what is the {prop}"}],
@@ -178,6 +178,57 @@ def test_adapter_subject_collects_under_its_own_fingerprint(lively_dir, lively, 
     assert set(base["fingerprint"]).isdisjoint(tuned["fingerprint"])
     assert tuned["response"].tolist() != base["response"].tolist()
     assert len(list((tmp_path / "out" / CACHE_DIR).glob("*.jsonl"))) == 2
+
+
+def test_identical_adapters_share_the_cache_whatever_their_file_bytes(lively_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from selfsim.models import load_subject
+
+    import torch
+
+    torch.manual_seed(3)
+    lora = LoraConfig(r=2, target_modules=["q_proj", "v_proj", "k_proj"], init_lora_weights=False)
+    get_peft_model(load_subject(str(lively_dir)).model, lora).save_pretrained(tmp_path / "a")
+    copy = tmp_path / "b"
+    copy.mkdir()
+    config = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
+    config["target_modules"] = sorted(config["target_modules"], reverse=True)
+    reordered = dict(reversed(list(config.items())))
+    (copy / "adapter_config.json").write_text(json.dumps(reordered, indent=4))
+    (copy / "adapter_model.safetensors").write_bytes((tmp_path / "a" / "adapter_model.safetensors").read_bytes())
+    assert (copy / "adapter_config.json").read_bytes() != (tmp_path / "a" / "adapter_config.json").read_bytes()
+    assert behavior.adapter_digest(tmp_path / "a") == behavior.adapter_digest(copy)
+    examples = toy_examples(2)
+    first = collect(load_subject(str(lively_dir), adapter=tmp_path / "a"), examples, out_dir=tmp_path / "out", progress=False)
+    rows = len(cache_rows(tmp_path / "out"))
+    second = collect(load_subject(str(lively_dir), adapter=copy), examples, out_dir=tmp_path / "out", progress=False)
+    assert first["fingerprint"].tolist() == second["fingerprint"].tolist()
+    assert len(cache_rows(tmp_path / "out")) == rows
+    other = dict(config, r=4)
+    (copy / "adapter_config.json").write_text(json.dumps(other))
+    assert behavior.adapter_digest(copy) != behavior.adapter_digest(tmp_path / "a")
+
+
+def test_a_run_removes_the_temporaries_of_killed_writers(lively, tmp_path):
+    from selfsim.io import _HOST
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    out = tmp_path / "out"
+    (out / CACHE_DIR).mkdir(parents=True)
+    orphans = [
+        out / f".behavior.jsonl.{dead.pid}-{_HOST}.abcd1234.tmp",
+        out / f".behavior.parquet.{dead.pid}-{_HOST}.abcd1234.tmp",
+        out / CACHE_DIR / f".x.jsonl.{dead.pid}-{_HOST}.abcd1234.tmp",
+    ]
+    for path in orphans:
+        path.write_text("half")
+    live = out / f".behavior.jsonl.{os.getpid()}-{_HOST}.zzzz9999.tmp"
+    live.write_text("being written")
+    collect(lively, toy_examples(1), out_dir=out, progress=False)
+    assert not any(path.exists() for path in orphans)
+    assert live.exists()
 
 
 def test_library_rejects_bad_inputs_before_model_work(tmp_path):

@@ -42,7 +42,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def make_examples(n: int = 24, seed: int = 0, split: str = "train", task: str = "animals") -> tuple[list[Example], dict]:
+def make_examples(n: int = 24, seed: int = 0, split: str = "train", task: str = "animals_long") -> tuple[list[Example], dict]:
     """Toy (P, H(P, f)) pairs for two properties, labelled with a fixed rule: the first animal of P."""
     examples, labels = [], {}
     for words in random.Random(seed).sample(list(itertools.permutations(ANIMALS, 3)), n):
@@ -113,13 +113,13 @@ def test_load_labels_reads_greedy_rows_in_both_shapes(tmp_path):
 
 def test_build_training_set_filters_caps_and_is_seeded():
     examples, labels = make_examples(30)
-    held_out, held_labels = make_examples(5, seed=1, split="test", task="colors")
+    held_out, held_labels = make_examples(5, seed=1, split="test", task="colors_long")
     labels.update(held_labels)
     first = examples[0]
     labels[first.object_id] = {**labels[first.object_id], "first_word": None}
     labels.pop(examples[2].object_id)
     items = build_training_set(examples + held_out, labels, per_pair=10, seed=1)
-    assert len(items) == 20 and {(i.task, i.property) for i in items} == {("animals", p) for p in QUESTIONS}
+    assert len(items) == 20 and {(i.task, i.property) for i in items} == {("animals_long", p) for p in QUESTIONS}
     everything = build_training_set(examples + held_out, labels)
     ids = {i.id for i in everything}
     assert first.id not in ids and examples[1].id in ids
@@ -173,7 +173,7 @@ def test_training_reduces_loss_and_writes_the_run(tiny_llama_dir, items, baselin
     assert after < before - 0.3
     result = json.loads((baseline / "finetune.json").read_text())
     assert result["kind"] == "lora" and result["steps"] == 6 and result["n_train"] == len(items)
-    assert result["pairs"] == {"animals/first_word": 24, "animals/second_character": 24}
+    assert result["pairs"] == {"animals_long/first_word": 24, "animals_long/second_character": 24}
     assert [r["step"] for r in map(json.loads, (baseline / "train_log.jsonl").read_text().splitlines())] == list(range(1, 7))
     assert FinetuneConfig.load(baseline).rank == 8 and not (baseline / "checkpoint").exists()
     assert len((baseline / "items.jsonl").read_text().splitlines()) == len(items)
@@ -325,3 +325,76 @@ def test_two_processes_match_one(tiny_llama_dir, cli_inputs, single_process_run,
     a, b = adapter_weights(single_process_run), adapter_weights(out)
     assert a.keys() == b.keys()
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
+
+
+KILL_WINDOWS = [
+    "after_items",
+    "checkpoint_written",
+    "checkpoint_swapping@2",
+    "checkpoint_swapped@2",
+    "removing_old_checkpoint",
+    "after_checkpoint_state@2",
+    "adapter_writing",
+    "after_adapter",
+    "after_result",
+    "removing_checkpoints",
+]
+
+
+def kill_args(model_dir: Path, root: Path, out: Path, *extra: str) -> list[str]:
+    return [*cli_args(model_dir, root, out), "--steps", "6", *extra]
+
+
+def run_files(out: Path) -> dict[str, bytes]:
+    """The files a run leaves, timing aside (finetune.json without its `seconds`)."""
+    files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    result = json.loads(files.pop("finetune.json"))
+    result.pop("seconds")
+    files["finetune.json"] = json.dumps(result, sort_keys=True).encode()
+    return files
+
+
+@pytest.fixture(scope="module")
+def unkilled_run(tiny_llama_dir, cli_inputs):
+    out = cli_inputs / "unkilled"
+    assert main(kill_args(tiny_llama_dir, cli_inputs, out)) == 0
+    return out
+
+
+@pytest.mark.parametrize("window", KILL_WINDOWS)
+def test_a_kill_in_any_write_window_resumes_to_the_same_bytes(tiny_llama_dir, cli_inputs, unkilled_run, tmp_path, capsys, window):
+    out = tmp_path / "killed"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "SELFSIM_FAULT": window}
+    cmd = [sys.executable, "-m", "selfsim", *kill_args(tiny_llama_dir, cli_inputs, out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 137, proc.stderr[-2000:]
+    capsys.readouterr()
+    plain = main(kill_args(tiny_llama_dir, cli_inputs, out))
+    if plain == 2:
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and ("pass --resume" in err or "already holds a finished finetune" in err), err
+        assert main(kill_args(tiny_llama_dir, cli_inputs, out, "--resume")) == 0
+    else:
+        assert plain == 0
+    assert run_files(out) == run_files(unkilled_run)
+    assert sorted(p.name for p in out.iterdir() if not p.is_file()) == []
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_a_half_deleted_checkpoint_of_a_finished_run_is_not_an_interrupted_run(tiny_llama_dir, items, baseline, tmp_path):
+    out = tmp_path / "finished"
+    train(fresh(tiny_llama_dir), items, CONFIG, out, progress=False)
+    ckpt = out / "checkpoint"
+    ckpt.mkdir()
+    (ckpt / "state.json").write_text(json.dumps({"step": 4}))
+    with pytest.raises(SelfsimError, match="already holds a finished finetune"):
+        train(fresh(tiny_llama_dir), items, CONFIG, out, progress=False)
+    assert train(fresh(tiny_llama_dir), items, CONFIG, out, resume=True, progress=False) == out
+    assert not ckpt.exists()
+
+
+def test_adapter_config_is_written_sorted(baseline):
+    text = (baseline / "adapter_config.json").read_text()
+    config = json.loads(text)
+    assert config["target_modules"] == sorted(config["target_modules"]) and len(config["target_modules"]) == 7
+    assert list(config) == sorted(config)

@@ -41,3 +41,97 @@ def test_atomic_writes_leave_nothing_on_error(tmp_path):
     with atomic_dir(tmp_path / "model") as d:
         (d / "w").write_text("whole")
     assert (tmp_path / "model" / "w").read_text() == "whole"
+
+
+_KILLED_WRITER = """
+import os, sys
+from selfsim.io import atomic_dir, atomic_open
+with atomic_open(sys.argv[1] + "/behavior.jsonl") as fh:
+    fh.write("half")
+    fh.flush()
+    with atomic_dir(sys.argv[1] + "/merged"):
+        os._exit(137)
+"""
+
+
+def _killed_writer_leftovers(directory):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(directory)], check=False)
+    assert proc.returncode == 137
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_clean_orphans_removes_what_killed_writers_left(tmp_path):
+    from selfsim.io import clean_orphans
+
+    left = _killed_writer_leftovers(tmp_path)
+    assert len(left) == 2 and left[0].startswith(".behavior.jsonl.") and left[1].startswith(".merged.")
+    assert all(name.endswith(".tmp") for name in left)
+    (tmp_path / "behavior.jsonl").write_text("kept\n")
+    (tmp_path / ".gitignore").write_text("*\n")
+    (tmp_path / ".shard-00001.safetensors.tmp").write_text("not ours to judge by name\n")
+    removed = clean_orphans(tmp_path)
+    assert sorted(p.name for p in removed) == left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".gitignore", ".shard-00001.safetensors.tmp", "behavior.jsonl"]
+    assert clean_orphans(tmp_path / "missing") == []
+
+
+def test_clean_orphans_keeps_writes_in_progress(tmp_path):
+    import os
+
+    from selfsim.io import _HOST, clean_orphans
+
+    with atomic_open(tmp_path / "live.json") as fh:
+        fh.write("{}")
+        other_host = tmp_path / f".x.json.1-{'0' if _HOST[0] != '0' else '1'}{_HOST[1:]}.abcdefgh.tmp"
+        other_host.write_text("")
+        assert clean_orphans(tmp_path) == []
+        assert len(list(tmp_path.iterdir())) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["live.json", other_host.name])
+    legacy_old = tmp_path / ".manifest.json.k3j4h5g6.tmp"
+    legacy_new = tmp_path / ".behavior.jsonl.a1b2c3d4.tmp"
+    legacy_old.write_text("")
+    legacy_new.write_text("")
+    os.utime(legacy_old, (1_000_000, 1_000_000))
+    os.utime(legacy_new, (4_000_000_000, 4_000_000_000))
+    assert clean_orphans(tmp_path) == [legacy_old]
+
+
+def test_fault_point_exits_like_a_kill(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = "from selfsim.io import fault_point; fault_point('a'); fault_point('b'); print('survived')"
+    env = {**os.environ, "SELFSIM_FAULT": "b"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    assert (proc.returncode, proc.stdout) == (137, "")
+    env["SELFSIM_FAULT"] = "c"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    assert (proc.returncode, proc.stdout) == (0, "survived\n")
+
+
+def test_stabilize_safetensors_sorts_the_metadata_in_place(tmp_path):
+    import json
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from selfsim.io import stabilize_safetensors
+
+    path = tmp_path / "x.safetensors"
+    save_file({"b": torch.arange(3.0), "a": torch.ones(2, 2)}, str(path), metadata={"rows": "0-3", "format": "f", "m": "x"})
+    size = path.stat().st_size
+    n = int.from_bytes(path.read_bytes()[:8], "little")
+    header = json.loads(path.read_bytes()[8 : 8 + n])
+    header["__metadata__"] = dict(reversed(sorted(header["__metadata__"].items())))
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    path.write_bytes(n.to_bytes(8, "little") + raw + b" " * (n - len(raw)) + path.read_bytes()[8 + n :])
+    stabilize_safetensors(path)
+    data = path.read_bytes()
+    assert path.stat().st_size == size
+    assert list(json.loads(data[8 : 8 + n])["__metadata__"]) == ["format", "m", "rows"]
+    tensors = load_file(str(path))
+    assert torch.equal(tensors["b"], torch.arange(3.0)) and torch.equal(tensors["a"], torch.ones(2, 2))

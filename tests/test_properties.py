@@ -73,7 +73,9 @@ def test_meta_questions_use_the_paper_wording() -> None:
         ("third_character", "Fox, gnu!", "x"),
         ("second_character", "'A'", None),
         ("third_character", "ab", None),
-        ("second_character", "a b", " "),
+        ("second_character", "a b", None),
+        ("third_character", "ab c", None),
+        ("third_character", "ab cd", None),
         ("first_character", "...", None),
         ("first_word", "The quick, brown\nfox", "the"),
         ("second_word", "The quick, brown\nfox", "quick"),
@@ -100,8 +102,9 @@ def test_meta_questions_use_the_paper_wording() -> None:
         ("is_even", "seven", None),
         ("is_even", "3 4", None),
         ("is_even", "", None),
-        ("identity", "  A \n", "A"),
-        ("identity", "Fox, gnu!", "Fox, gnu!"),
+        ("identity", "  A \n", "a"),
+        ("identity", "Fox, gnu!", "fox gnu"),
+        ("identity", "Paris.", "paris"),
         ("identity", " \n", None),
     ],
 )
@@ -117,7 +120,7 @@ def test_option_letters_come_from_the_example() -> None:
     assert get("among_b_or_d").extract("b", three) == "true"
     assert get("among_a_or_c").extract("e", example(options=["A", "B", "C", "D", "E"])) == "false"
     assert get("identity").extract("A - compare", example(options="ABCD")) is None
-    assert get("identity").extract(" C ", example(options="ABCD")) == "C"
+    assert get("identity").extract(" C ", example(options="ABCD")) == "c"
     assert not get("identity").object_compliant("", example(options="ABCD"))
 
 
@@ -155,8 +158,10 @@ def test_ethical_stance_needs_an_example() -> None:
         ("is_even", "odd", "odd"),
         ("is_even", "2", None),
         ("is_even", "true", None),
-        ("identity", " A\n", "A"),
+        ("identity", " A\n", "a"),
+        ("identity", "Paris.", "paris"),
         ("identity", "  ", None),
+        ("identity", "...", None),
     ],
 )
 def test_meta_value_and_meta_compliance(prop: str, answer: str, value: str | None) -> None:
@@ -174,6 +179,9 @@ def test_meta_value_and_meta_compliance(prop: str, answer: str, value: str | Non
         ("among_a_or_c", "C", "true"),
         ("is_even", "708", "even"),
         ("identity", "A\n", "A"),
+        ("identity", "A", "a"),
+        ("identity", "Paris.", "paris"),
+        ("identity", "paris", "Paris."),
     ],
 )
 def test_a_matching_meta_answer_equals_the_object_value(prop: str, response: str, answer: str) -> None:
@@ -217,8 +225,18 @@ def test_meta_value_never_raises(text: str) -> None:
 def test_character_values_are_single_characters(text: str) -> None:
     for name in ("first_character", "second_character", "third_character"):
         value = get(name).extract(text)
-        assert value is None or len(value) == 1
+        assert value is None or (len(value) == 1 and not value.isspace())
 
 
 def test_vowels_exclude_y() -> None:
     assert properties.VOWELS == "aeiou"
+
+
+@pytest.mark.parametrize("prop", ["second_character", "third_character"])
+def test_a_space_is_never_a_compliant_character_value(prop: str) -> None:
+    p = get(prop)
+    for response in ("a b", "ab c", "A, b", "I am", "A\nbc"):
+        value = p.extract(response)
+        assert value != " " and (value is None or p.meta_compliant(value))
+    assert not get("second_character").object_compliant("A dog")
+    assert get("second_character").extract("Ox, hen") == "x"

@@ -4,7 +4,9 @@
 model), `optimizer.pt` (optimizer state keyed by parameter name, and the scheduler's state) and
 `state.json` (step, config, item digest, base fingerprint, loss log). A new checkpoint is written to a
 temporary directory, fsynced, and swapped in with two renames, so a kill at any moment leaves one
-complete checkpoint (`checkpoint/`, or `checkpoint.old/` between the renames). The state-dict helpers
+complete checkpoint (`checkpoint/`, or `checkpoint.old/` between the renames); a checkpoint is
+removed by renaming it to a temporary name first, so a kill while deleting never leaves a partial
+`checkpoint/` behind. The state-dict helpers
 of `torch.distributed.checkpoint` make the same files from one process, DDP or FSDP, so a run may
 resume on another number of processes. No RNG state is stored: each step reseeds from (seed, step,
 rank), so a resumed run draws the same random numbers as an uninterrupted one.
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from selfsim.io import read_json, write_json
+from selfsim.io import fault_point, read_json, write_json
 
 if TYPE_CHECKING:
     import torch
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from selfsim.finetune.distributed import DistEnv
 
 CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_FILES = ("trainable.safetensors", "optimizer.pt", "state.json")
 _OLD_SUFFIX = ".old"
 
 
@@ -62,9 +65,9 @@ def gather_weights(model: nn.Module, names: Collection[str]) -> dict[str, torch.
 
 
 def find_checkpoint(out_dir: Path) -> Path | None:
-    """The complete checkpoint directory in `out_dir`, if any."""
+    """The complete checkpoint directory in `out_dir` (all of its files present), if any."""
     for path in (out_dir / CHECKPOINT_DIR, out_dir / (CHECKPOINT_DIR + _OLD_SUFFIX)):
-        if (path / "state.json").is_file():
+        if all((path / name).is_file() for name in CHECKPOINT_FILES):
             return path
     return None
 
@@ -94,12 +97,15 @@ def save_checkpoint(
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
+        fault_point("checkpoint_written")
         old = out_dir / (CHECKPOINT_DIR + _OLD_SUFFIX)
         if final.exists():
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_dir(old, "removing_old_checkpoint")
             os.replace(final, old)
+        fault_point("checkpoint_swapping")
         os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
+        fault_point("checkpoint_swapped")
+        _remove_dir(old, "removing_old_checkpoint")
     env.barrier()
     return final
 
@@ -134,8 +140,21 @@ def remove_temporaries(out_dir: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _remove_dir(path: Path, fault: str) -> None:
+    """Rename `path` to a temporary name (one atomic step), then delete it: a kill leaves only a temporary."""
+    if not path.exists():
+        return
+    trash = path.with_name(f".{CHECKPOINT_DIR}.removing-{path.name}")
+    shutil.rmtree(trash, ignore_errors=True)
+    os.replace(path, trash)
+    for f in sorted(trash.iterdir()):
+        f.unlink()
+        fault_point(fault)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 def remove_checkpoints(out_dir: Path) -> None:
     """Delete the checkpoint (after a finished run) and any temporaries."""
     remove_temporaries(out_dir)
     for path in (out_dir / CHECKPOINT_DIR, out_dir / (CHECKPOINT_DIR + _OLD_SUFFIX)):
-        shutil.rmtree(path, ignore_errors=True)
+        _remove_dir(path, "removing_checkpoints")

@@ -47,7 +47,7 @@ from selfsim.finetune.data import (
     split_holdout,
 )
 from selfsim.finetune.distributed import DistEnv, distributed, grad_sync, wrap_model
-from selfsim.io import read_json, write_json, write_jsonl
+from selfsim.io import atomic_dir, clean_orphans, fault_point, read_json, temp_prefix, write_json, write_jsonl
 
 if TYPE_CHECKING:
     import torch
@@ -88,7 +88,9 @@ def train(
 ) -> Path:
     """Finetune `subject` on `items` and write the adapter (or full weights) to `out_dir`; return `out_dir`.
 
-    `resume` continues an interrupted run from `out_dir/checkpoint` (or returns a finished one as is);
+    `resume` continues an interrupted run from `out_dir/checkpoint` (or returns a finished one as is,
+    finishing the removal of its checkpoint if a kill cut that short); a kill at any point leaves a
+    directory that `resume` completes to the same bytes as an uninterrupted run;
     `config.merge` also writes base + adapter merged into `out_dir/merged`. The subject's model is
     trained in place: load the result afresh (`load_subject(base, adapter=out_dir)`) to use it.
     """
@@ -103,16 +105,23 @@ def train(
                     "--device-map cannot be combined with torchrun: each process holds a replica (DDP) or a shard (--fsdp)"
                 )
             _Trainer(subject, items, config, out, env).run(resume=resume, progress=progress, metadata=dict(metadata or {}))
+    elif os.environ.get("RANK", "0") == "0":
+        remove_checkpoints(out)
+        clean_orphans(out)
     if config.merge and os.environ.get("RANK", "0") == "0" and not (out / MERGED_DIR / "config.json").is_file():
         merge_adapter(subject, out, out / MERGED_DIR)
     return out
 
 
 def is_finished(out_dir: str | Path, *, resume: bool) -> bool:
-    """True if `out_dir` holds a finished run and `resume` accepts it; raise if it holds a run `resume` does not allow."""
+    """True if `out_dir` holds a finished run and `resume` accepts it; raise if it holds a run `resume` does not allow.
+
+    `finetune.json` is written last, after the complete adapter: with it the run is finished, even if a
+    kill left its checkpoint behind.
+    """
     out = Path(out_dir)
     checkpoint = find_checkpoint(out)
-    if (out / RESULT_FILE).is_file() and checkpoint is None:
+    if (out / RESULT_FILE).is_file():
         if resume:
             return True
         raise SelfsimError(f"{out} already holds a finished finetune; choose a new output directory (or pass --resume to keep it)")
@@ -126,12 +135,37 @@ def merge_adapter(subject: Subject, adapter_dir: Path, merged_dir: Path) -> Path
     from selfsim.models import load_subject
 
     merged = load_subject(str(subject.path), dtype=subject.options.get("dtype", "float32"), adapter=adapter_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{merged_dir.name}.", dir=merged_dir.parent))
-    merged.model.merge_and_unload().save_pretrained(tmp)
-    merged.tokenizer.save_pretrained(tmp)
-    shutil.rmtree(merged_dir, ignore_errors=True)
-    os.replace(tmp, merged_dir)
+    with atomic_dir(merged_dir) as tmp:
+        merged.model.merge_and_unload().save_pretrained(tmp)
+        merged.tokenizer.save_pretrained(tmp)
+        fault_point("merging")
     return merged_dir
+
+
+def save_adapter(model: nn.Module, out: Path, weights: Mapping[str, Any], tokenizer: Any = None) -> None:
+    """Write the trained weights (`save_pretrained`) into `out` file by file, each complete when renamed in.
+
+    `adapter_config.json` is rewritten as key-sorted JSON with sorted module lists, so the same run
+    gives the same bytes (peft keeps `target_modules` in a set).
+    """
+    from selfsim.behavior import canonical_adapter_config
+
+    tmp = Path(tempfile.mkdtemp(dir=out, prefix=temp_prefix(out / "adapter"), suffix=".tmp"))
+    try:
+        model.save_pretrained(tmp, state_dict=dict(weights))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        config = tmp / "adapter_config.json"
+        if config.is_file():
+            write_json(config, canonical_adapter_config(read_json(config)))
+        for i, f in enumerate(sorted(tmp.iterdir())):
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(f, out / f.name)
+            if i == 0:
+                fault_point("adapter_writing")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _prepare_model(subject: Subject, config: FinetuneConfig) -> tuple[nn.Module, FinetuneConfig]:
@@ -238,9 +272,11 @@ class _Trainer:
         if self.env.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             remove_temporaries(self.out)
+            clean_orphans(self.out)
             self.config.save(self.out)
             rows = [{**it.to_dict(), "heldout": held} for held, its in ((False, self.train_items), (True, self.eval_items)) for it in its]
             write_jsonl(self.out / "items.jsonl", rows)
+            fault_point("after_items")
         bar = tqdm(
             total=self.total,
             initial=start,
@@ -357,16 +393,16 @@ class _Trainer:
     def _save_checkpoint(self, step: int) -> None:
         save_checkpoint(self.out, self.env, self._unwrapped(), self.optimizer, self.scheduler, self.names, self._state(step))
         if self.env.is_main:
+            fault_point("after_checkpoint_state")
             write_jsonl(self.out / "train_log.jsonl", self.log)
         self.last_saved = step
 
     def _save_result(self, metadata: dict[str, Any], seconds: float) -> None:
         weights = gather_weights(self._unwrapped(), self.names)
         if self.env.is_main:
-            model = self._unwrapped()
-            model.save_pretrained(self.out, state_dict=weights)
-            if self.config.full_finetune:
-                self.subject.tokenizer.save_pretrained(self.out)
+            tokenizer = self.subject.tokenizer if self.config.full_finetune else None
+            save_adapter(self._unwrapped(), self.out, weights, tokenizer)
+            fault_point("after_adapter")
             write_jsonl(self.out / "train_log.jsonl", self.log)
             pairs = Counter(f"{it.task}/{it.property}" for it in self.train_items)
             write_json(
@@ -390,5 +426,6 @@ class _Trainer:
                     **metadata,
                 },
             )
+            fault_point("after_result")
             remove_checkpoints(self.out)
         self.env.barrier()

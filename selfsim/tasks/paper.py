@@ -2,9 +2,10 @@
 
 Each row holds `original_question`, `original_dataset`, `object_level_prompt` and
 `hypothetical_prompt` (chat message lists), `behavioral_property` and
-`option_matching_ethical_stance`. The task comes from the file name (release names such as
-`arc_challenge_non_cot` map to registry names), the split from the parent folder (`train`/`test`)
-or else the registry. `option_matching_ethical_stance` is kept only for `ethical_stance` rows:
+`option_matching_ethical_stance`. Task and property come from each row's own `original_dataset`
+and `behavioral_property` (release names such as `arc_challenge_non_cot` map to registry names); a
+file named `<task>_<property>.jsonl` must agree with them (a conflict is an error naming both), any
+other name is fine. The split comes from the parent folder (`train`/`test`), else the registry. `option_matching_ethical_stance` is kept only for `ethical_stance` rows:
 upstream fills it with unrelated values elsewhere. For multiple-choice rows the option letters of
 the prompt ("A - ...") go to `meta["options"]`.
 """
@@ -46,12 +47,12 @@ class ImportReport:
 
 @dataclass(frozen=True)
 class PaperFile:
-    """A release file and what its name and folder say: task, property, split."""
+    """A release file and what its name and folder say: task, property, split (None: the name or folder says nothing)."""
 
     path: Path
-    task: str
-    property: str
-    split: str
+    task: str | None
+    property: str | None
+    split: str | None
 
 
 def parse_paper_file(path: str | Path) -> PaperFile:
@@ -75,6 +76,24 @@ def parse_paper_file(path: str | Path) -> PaperFile:
             f"or use a registered task ({', '.join(TASKS)})"
         )
     return PaperFile(path, task, prop, split)
+
+
+def name_hints(path: str | Path) -> PaperFile:
+    """What a file's name and folder claim, without raising: a `<task>_<property>.jsonl` name claims both.
+
+    The task claim counts only for a registered task (a renamed file claims nothing it cannot mean).
+    """
+    path = Path(path)
+    stem = path.name.removesuffix(".jsonl")
+    prop = next((p for p in sorted(PROPERTIES, key=len, reverse=True) if stem.endswith(f"_{p}")), None)
+    raw = stem[: -len(prop) - 1] if prop else ""
+    task = ALIASES.get(raw, raw) if raw else None
+    return PaperFile(
+        path,
+        task if task in TASKS else None,
+        prop if raw else None,
+        path.parent.name if path.parent.name in SPLITS else None,
+    )
 
 
 def paper_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
@@ -106,39 +125,67 @@ def _messages(value: Any, name: str) -> Messages:
     return [{"role": m["role"], "content": m["content"]} for m in value]
 
 
-def _options(file: PaperFile, object_messages: Messages) -> str:
-    task = TASKS.get(file.task)
-    if file.property not in OPTION_PROPERTIES and not (task and task.options):
+def _options(task_name: str, prop: str, object_messages: Messages) -> str:
+    task = TASKS.get(task_name)
+    if prop not in OPTION_PROPERTIES and not (task and task.options):
         return ""
     letters = "".join(_OPTION.findall(object_messages[-1]["content"]))
     return letters or (task.options if task else "")
 
 
+def _row_labels(file: PaperFile, row: dict[str, Any]) -> tuple[str, str, str]:
+    """Task, property and split of a row: its own fields, checked against what the file's name claims."""
+    prop = row["behavioral_property"]
+    if not isinstance(prop, str) or prop not in PROPERTIES:
+        raise ValueError(f"unknown behavioral_property {prop!r}; valid properties are {', '.join(PROPERTIES)}")
+    if file.property is not None and prop != file.property:
+        raise ValueError(f"behavioral_property {prop!r} does not match the file name's {file.property!r}")
+    dataset = row.get("original_dataset")
+    if dataset is None:
+        if file.task is None:
+            raise ValueError("no original_dataset, and the file name names no registered task")
+        dataset = file.task
+    if not isinstance(dataset, str) or not dataset.strip():
+        raise ValueError("original_dataset must be a non-empty string")
+    task = ALIASES.get(dataset, dataset)
+    if file.task is not None and task != file.task:
+        raise ValueError(f"original_dataset {dataset!r} (task {task!r}) does not match the file name's task {file.task!r}")
+    if file.split is not None:
+        split = file.split
+    elif task in TASKS:
+        split = TASKS[task].split
+    else:
+        raise ValueError(
+            f"cannot tell the split of unknown task {dataset!r}; put the file under train/ or test/ "
+            f"or use a registered task ({', '.join(TASKS)})"
+        )
+    return task, prop, split
+
+
 def row_to_example(file: PaperFile, row: dict[str, Any], lineno: int) -> Example:
-    """One release row as an Example; a row that breaks the schema raises ValueError."""
+    """One release row as an Example (task and property from its own fields); a row that breaks the schema raises ValueError."""
     missing = [k for k in REQUIRED_FIELDS if k not in row]
     if missing:
         raise ValueError(f"missing field(s) {missing}")
-    if row["behavioral_property"] != file.property:
-        raise ValueError(f"behavioral_property {row['behavioral_property']!r} does not match the file name's {file.property!r}")
+    task, prop, split = _row_labels(file, row)
     if not isinstance(row["original_question"], str):
         raise ValueError("original_question must be a string")
     object_messages = _messages(row["object_level_prompt"], "object_level_prompt")
     stance = None
-    if file.property == "ethical_stance":
+    if prop == "ethical_stance":
         stance = row.get("option_matching_ethical_stance")
         if not isinstance(stance, str) or not stance.strip():
             raise ValueError("an ethical_stance row needs option_matching_ethical_stance (an option letter)")
     meta: dict[str, Any] = {"source": file.path.name, "line": lineno, "original_dataset": row.get("original_dataset")}
-    options = _options(file, object_messages)
+    options = _options(task, prop, object_messages)
     if options:
         meta["options"] = options
     return Example(
-        task=file.task,
-        property=file.property,
+        task=task,
+        property=prop,
         object_messages=object_messages,
         hypothetical_messages=_messages(row["hypothetical_prompt"], "hypothetical_prompt"),
-        split=file.split,
+        split=split,
         dialect="paper",
         original_question=row["original_question"],
         option_matching_ethical_stance=stance,
@@ -156,10 +203,11 @@ def import_paper_jsonl(
 ) -> Iterator[Example]:
     """Stream Examples from release files (folders are searched for .jsonl files).
 
-    Every file name is checked before any file is read. A malformed line or row raises a
-    SelfsimError naming file and line; `skip_bad` skips it instead (and `report`, if given, counts it).
+    Task and property come from each row; a `<task>_<property>.jsonl` name must agree with them. A
+    malformed line or row raises a SelfsimError naming file and line; `skip_bad` skips it instead
+    (and `report`, if given, counts it).
     """
-    for file in [parse_paper_file(p) for p in paper_files(paths)]:
+    for file in [name_hints(p) for p in paper_files(paths)]:
         path = file.path
         counts = FileCounts()
         if report is not None:

@@ -208,8 +208,80 @@ def test_every_released_file_imports_in_full() -> None:
             assert report.files[str(path)].imported == sum(1 for _ in fh), path.name
 
 
-def test_file_names_are_checked_before_any_row_is_read(tmp_path: Path) -> None:
-    good = write(tmp_path / "test" / "animals_long_first_word.jsonl", sequence_rows())
-    bad = write(tmp_path / "test" / "animals_long_colour.jsonl", sequence_rows())
-    with pytest.raises(SelfsimError, match="animals_long_colour.jsonl: expected a file named"):
-        next(import_paper_jsonl([good, bad]))
+def test_a_renamed_file_imports_from_its_rows(tmp_path: Path) -> None:
+    rows = [*sequence_rows(n=2), *sequence_rows("wikipedia_long", "third_character", n=1)]
+    for name in ("rows.jsonl", "animals_long_colour.jsonl", "backup_copy.jsonl", "mine_first_word.txt"):
+        path = write(tmp_path / "test" / name, rows)
+        examples = list(import_paper_jsonl(path))
+        assert [(e.task, e.property, e.split) for e in examples] == [
+            ("animals_long", "first_word", "test"), ("animals_long", "first_word", "test"),
+            ("wikipedia_long", "third_character", "test"),
+        ]
+    (e,) = import_paper_jsonl(write(tmp_path / "elsewhere" / "x.jsonl", rows[2:]))
+    assert (e.task, e.split) == ("wikipedia_long", "train")
+
+
+def test_release_alias_in_the_row_maps_to_the_registry(tmp_path: Path) -> None:
+    three = "Which is a fish?\n\nAnswer choices:\nA - eel\nB - owl\nC - elk"
+    rows = [row("arc_challenge_non_cot", "identity", three, three + "\nAnswer with one letter.\n")]
+    (e,) = import_paper_jsonl(write(tmp_path / "renamed.jsonl", rows))
+    assert (e.task, e.property, e.split, e.meta["options"]) == ("arc_challenge", "identity", "train", "ABC")
+
+
+@pytest.mark.parametrize(
+    ("name", "mutate", "message"),
+    [
+        ("colors_long_first_word.jsonl", lambda r: None,
+         "original_dataset 'animals_long' \\(task 'animals_long'\\) does not match the file name's task 'colors_long'"),
+        ("animals_long_first_word.jsonl", lambda r: r.update(original_dataset="colors_long"),
+         "original_dataset 'colors_long' .* does not match the file name's task 'animals_long'"),
+        ("rows_second_word.jsonl", lambda r: None, "behavioral_property 'first_word' does not match the file name's 'second_word'"),
+        ("rows.jsonl", lambda r: r.update(behavioral_property="fifth_word"), "unknown behavioral_property 'fifth_word'; valid"),
+        ("rows.jsonl", lambda r: r.update(behavioral_property=["first_word"]), "unknown behavioral_property"),
+        ("rows.jsonl", lambda r: r.pop("original_dataset"), "no original_dataset, and the file name names no registered task"),
+        ("rows.jsonl", lambda r: r.update(original_dataset=7), "original_dataset must be a non-empty string"),
+    ],
+)
+def test_row_and_name_conflicts_name_both(tmp_path: Path, name: str, mutate: Any, message: str) -> None:
+    rows = sequence_rows(n=2)
+    mutate(rows[1])
+    path = write(tmp_path / "test" / name, rows)
+    with pytest.raises(SelfsimError, match=rf"{name}:[12]: not a paper row \({message}"):
+        list(import_paper_jsonl(path))
+
+
+def test_row_without_original_dataset_takes_the_name(tmp_path: Path) -> None:
+    rows = sequence_rows(n=1)
+    rows[0].pop("original_dataset")
+    (e,) = import_paper_jsonl(write(tmp_path / "animals_long_first_word.jsonl", rows))
+    assert (e.task, e.property, e.split) == ("animals_long", "first_word", "test")
+
+
+def test_unknown_task_without_a_split_folder(tmp_path: Path) -> None:
+    rows = sequence_rows("numbers", "is_even", n=1)
+    rows[0]["original_dataset"] = "number_triplets"
+    path = write(tmp_path / "data" / "rows.jsonl", rows)
+    with pytest.raises(SelfsimError, match="cannot tell the split of unknown task 'number_triplets'"):
+        list(import_paper_jsonl(path))
+    (e,) = import_paper_jsonl(write(tmp_path / "test" / "rows.jsonl", rows))
+    assert (e.task, e.split) == ("number_triplets", "test")
+
+
+@pytest.mark.skipif(not PAPER_DATASET.is_dir(), reason="shared/paper_dataset is not beside the repository")
+def test_every_released_row_imports_and_renamed_copies_agree(tmp_path: Path) -> None:
+    files = sorted(PAPER_DATASET.glob("*/*.jsonl"))
+    expected = 0
+    for path in files:
+        with open(path, encoding="utf-8") as fh:
+            expected += sum(1 for line in fh if line.strip())
+    examples = list(import_paper_jsonl(PAPER_DATASET))
+    assert len(examples) == expected > 0
+    for path in files:
+        assert {(e.task, e.property) for e in examples if e.meta["source"] == path.name} == {
+            (parse_paper_file(path).task, parse_paper_file(path).property)
+        }
+    renamed = tmp_path / files[0].parent.name / "renamed.jsonl"
+    renamed.parent.mkdir()
+    renamed.write_bytes(files[0].read_bytes())
+    original = [e for e in examples if e.meta["source"] == files[0].name]
+    assert [e.id for e in import_paper_jsonl(renamed)] == [e.id for e in original]
