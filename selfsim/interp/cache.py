@@ -27,6 +27,7 @@ import hashlib
 import json
 import math
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 
 from selfsim.errors import SelfsimError
-from selfsim.io import read_json, write_json
+from selfsim.io import clean_orphans, read_json, stabilize_safetensors, temp_prefix, write_json
 
 if TYPE_CHECKING:
     from selfsim.interp.pairs import MatchedPair
@@ -324,6 +325,7 @@ def cache_activations(
         subject.module(site)
 
     manifest_path = out / MANIFEST
+    _clean_leftovers(out)
     old = read_json(manifest_path) if manifest_path.is_file() else None
     if old is not None:
         widths = old["widths"]
@@ -385,12 +387,32 @@ def cache_activations(
 def _write_shard(out: Path, index: int, tensors: dict[str, torch.Tensor], start: int, end: int) -> None:
     from safetensors.torch import save_file
 
+    import tempfile
+
     target = out / _shard_name(index)
-    tmp = out / f".{target.name}.tmp"
-    save_file(tensors, str(tmp), metadata={"format": FORMAT, "rows": f"{start}-{end}"})
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
+    fd, name = tempfile.mkstemp(dir=out, prefix=temp_prefix(target), suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        save_file(tensors, str(tmp), metadata={"format": FORMAT, "rows": f"{start}-{end}"})
+        stabilize_safetensors(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _clean_leftovers(out: Path) -> None:
+    """Drop temporaries of killed writes: the current naming, and shard files of older versions (`.shard-N.safetensors.tmp`)."""
+    clean_orphans(out)
+    for path in out.glob(".shard-*.safetensors.tmp"):
+        if path.stat().st_mtime < _STARTED:
+            path.unlink(missing_ok=True)
+
+
+_STARTED = time.time()
 
 
 PAIR_POSITIONS = ("copy_end", "final")
@@ -400,8 +422,9 @@ PAIR_POSITIONS = ("copy_end", "final")
 class PairCache:
     """The object-run and hypothetical-run caches of the same matched pairs, row-aligned.
 
-    Each stores K=2 positions per prompt, in the order of PAIR_POSITIONS: the last token of the copy
-    of P's content (`selfsim.interp.pairs`) and the prompt's final token.
+    Each stores K=2 positions per prompt, in the order of PAIR_POSITIONS: `Prompt.copy_end`, the token
+    holding the last character of P's content (located by character offsets, `selfsim.interp.pairs`),
+    and the prompt's final token.
     """
 
     object: ActivationCache
@@ -433,7 +456,7 @@ def cache_pairs(
     caches = []
     for kind in ("object", "hypothetical"):
         prompts = [m.prompt(kind) for m in pairs]
-        positions = [[p.copy[1] - 1, p.final] for p in prompts]
+        positions = [[p.copy_end, p.final] for p in prompts]
         caches.append(cache_activations(subject, [p.text for p in prompts], out / kind, config, row_ids=ids,
                                         positions=positions, meta={**meta, "run": kind}, progress=progress))
     return PairCache(*caches)

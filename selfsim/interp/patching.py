@@ -9,13 +9,16 @@ hypothetical -> object, and hypothetical -> hypothetical (H(P') into H(P)).
 
 "Toward the donor" is measured against two targets. `own`: the patched model's own greedy
 object-level answer on P' (a hypothetical recipient reads f of it, an object recipient the answer
-itself). `m1`: the same read off M1's answer from a label table (object_id -> response). The
-self-simulation signature is a hypothetical answer that follows `own` whoever trained the model.
+itself). The answer is the full greedy response within the task's token budget and f is the
+property's own extraction (`selfsim.properties`), as in the behavioural study. `m1`: the same read
+off M1's answer from a label table (object_id -> response). The self-simulation signature is a
+hypothetical answer that follows `own` whoever trained the model.
 Each target gives a donor token and a recipient token: the first token of each value string as
 the tokenizer continues the recipient's prompt. Metrics at the final position: `logit_diff` =
 logit(donor token) - logit(recipient token), `prob_donor`, `flip` (argmax == donor token), each
 also for the unpatched run (`*_clean`). Rows whose two tokens coincide carry no signal
-(`informative=False`) and summaries leave them out. The last layer's output at the final position
+(`informative=False`) and summaries leave them out, counting them: `n_missing` rows lack a value
+(no extractable f, or no M1 label) on the donor or recipient side, `n_same` rows have equal tokens. The last layer's output at the final position
 *is* the next-token distribution: patching it from an object donor copies the object answer by
 construction (flip toward `own` = 1), so evidence comes from the layers below it.
 
@@ -66,6 +69,8 @@ class PatchConfig:
     `positions`: "final"; "prompt" (every aligned position of the copy of P at once); "all" (those and
     the final position at once); "each" (one row per single position: the layer x position sweep);
     or an int, one position of the copy (>= 0 from its start, < 0 from its end). `layers=None` is all.
+    `max_new_tokens`: the budget of each model's own greedy object-level answer (None: the task's,
+    `selfsim.generation.token_budget`).
     """
 
     directions: tuple[str, ...] = ("object->hypothetical",)
@@ -73,7 +78,7 @@ class PatchConfig:
     layers: tuple[int, ...] | None = None
     positions: str | int = "final"
     backend: str = "nnsight"
-    answer_tokens: int = 1
+    max_new_tokens: int | None = None
     max_rows: int = 256
     seed: int = 0
 
@@ -87,8 +92,9 @@ class PatchConfig:
             raise SelfsimError(f"unknown positions {self.positions!r}; valid: {', '.join(POSITIONS)} or an integer")
         if self.backend not in BACKENDS:
             raise SelfsimError(f"unknown backend {self.backend!r}; valid backends are {', '.join(BACKENDS)}")
-        if self.answer_tokens < 1 or self.max_rows < 1:
-            raise SelfsimError("answer_tokens and max_rows must be at least 1")
+        if (self.max_new_tokens is not None and self.max_new_tokens < 1) or self.max_rows < 1:
+            raise SelfsimError(f"max_new_tokens (None = the task's budget) and max_rows must be at least 1, "
+                               f"got {self.max_new_tokens} and {self.max_rows}")
 
     def layers_for(self, subject: Subject) -> list[int]:
         """The configured layers, checked against `subject` (all of them when unset)."""
@@ -184,27 +190,22 @@ def chunks(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
         yield items[start : start + size]
 
 
-def greedy_answers(tracer: Tracer, prompts: Sequence[Prompt], n_tokens: int = 1, max_rows: int = 256) -> list[str]:
-    """Each prompt's greedy answer: `n_tokens` argmax steps through the tracer, cut at EOS, decoded."""
-    subject = tracer.subject
-    eos = subject.tokenizer.eos_token_id
-    answers: list[str] = []
-    for rows in chunks(prompts, max_rows):
-        batch = batch_of(subject, rows)
-        steps = []
-        for _ in range(n_tokens):
-            with torch.no_grad():
-                nxt = tracer.run(batch, last_only=True).logits[:, -1].argmax(-1).cpu()
-            steps.append(nxt)
-            batch = Batch(
-                torch.cat([batch.input_ids, nxt[:, None]], 1),
-                torch.cat([batch.attention_mask, torch.ones_like(nxt)[:, None]], 1),
-                batch.texts,
-            )
-        for ids in torch.stack(steps, 1).tolist():
-            ids = ids[: ids.index(eos)] if eos in ids else ids
-            answers.append(subject.tokenizer.decode(ids, skip_special_tokens=True))
-    return answers
+def greedy_answers(subject: Subject, pairs: Sequence[MatchedPair], max_new_tokens: int | None = None,
+                   batch_size: int = 16) -> list[str]:
+    """Each pair's full greedy object-level answer (`selfsim.generation`, the task's token budget unless
+    `max_new_tokens` is given), generated once per distinct object prompt; in pair order."""
+    from selfsim.generation import GREEDY, Request, generate_batch, token_budget
+
+    requests: dict[tuple[int, ...], Request] = {}
+    for m in pairs:
+        budget = token_budget(m.example.task, m.example.dialect, max_new_tokens)
+        requests.setdefault(m.object.ids, Request(m.example.object_id, m.object.ids, GREEDY, budget))
+    unique = list(requests.values())
+    answers: dict[tuple[int, ...], str] = {}
+    for rows in chunks(unique, batch_size):
+        for request, generation in zip(rows, generate_batch(subject, rows)):
+            answers[request.ids] = generation.response
+    return [answers[m.object.ids] for m in pairs]
 
 
 def value_token(subject: Subject, prompt: Prompt, value: str | None) -> int:
@@ -395,7 +396,9 @@ def patch_rows(
 
 
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
-    """Means over informative rows per (model, direction, component, layer, position, target)."""
+    """Means over informative rows per (model, direction, component, layer, position, target), with
+    n_missing / n_same: the rows left out for a missing value or for coinciding tokens (a group with
+    no informative row stays, with n = 0 and no means)."""
     informative = rows[rows["informative"]].copy()
     informative["delta"] = informative["logit_diff"] - informative["logit_diff_clean"]
     grouped = informative.groupby(SUMMARY_KEYS, sort=True)
@@ -409,7 +412,13 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
         flip_rate=("flip", "mean"),
         flip_rate_clean=("flip_clean", "mean"),
     )
-    return out.reset_index()
+    left_out = rows.assign(
+        missing=rows["donor_value"].isna() | rows["recipient_value"].isna(),
+        same=~rows["informative"] & rows["donor_value"].notna() & rows["recipient_value"].notna(),
+    ).groupby(SUMMARY_KEYS, sort=True).agg(n_missing=("missing", "sum"), n_same=("same", "sum"))
+    joined = left_out.join(out, how="left")
+    joined["n"] = joined["n"].fillna(0).astype(int)
+    return joined[list(out.columns) + ["n_missing", "n_same"]].reset_index()
 
 
 @dataclass
@@ -432,7 +441,7 @@ class PatchResult:
             with atomic_open(out / f"{name}.parquet", "wb") as fh:
                 df.to_parquet(fh, index=False)
             written.append(out / f"{name}.parquet")
-        write_json(out / "summary.json", summary.to_dict("records"))
+        write_json(out / "summary.json", summary.astype(object).where(summary.notna(), None).to_dict("records"))
         self.config.save(out / "config.json")
         written += [out / "summary.json", out / "config.json"]
         for (direction, component), _ in summary.groupby(["direction", "component"]):
@@ -520,9 +529,7 @@ def setups(
             if not index_pairs:
                 raise SelfsimError("no matched pairs: every property needs at least two distinct object prompts")
         tracer = get_tracer(subject, config.backend)
-        unique = list({m.object.text: m.object for m in matched}.values())
-        by_text = dict(zip((p.text for p in unique), greedy_answers(tracer, unique, config.answer_tokens, config.max_rows)))
-        answers = [by_text[m.object.text] for m in matched]
+        answers = greedy_answers(subject, matched, config.max_new_tokens)
         if labels is None and subject is first:
             labels = {m.example.object_id: a for m, a in zip(matched, answers)}
         table = pd.DataFrame(

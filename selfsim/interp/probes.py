@@ -11,6 +11,11 @@ training label), and an input-only baseline, a bag-of-words classifier that sees
 it decodes the answer as well as the model's activations do, privileged access is not shown.
 Labels come both ways: M1's answer (`m1`) and the probed model's own (`own`). Every subject
 (untrained, self-trained, cross-trained) runs through the same split and reports side by side.
+
+A probe can only name labels it saw in training, so test rows whose label never occurs among the
+training labels are left out of every metric and counted (`n_test_unseen`; `n_missing` counts rows
+without a label). When no test row is left, that (subject, target, labels) is not scored: its rows
+carry metric "skipped", no accuracy and a `status` saying why, never a silent 0.0.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ if TYPE_CHECKING:
     from selfsim.models import Subject
 
 TARGETS = ("first_token", "property")
+OK = "ok"
+NO_SHARED_LABEL = "skipped: no test label occurs among the training labels"
 LABEL_SOURCES = ("m1", "own")
 METRICS = ("object", "transfer", "hypothetical", "shuffled", "shuffled_transfer")
 BASELINES = ("mode", "input_only")
@@ -44,15 +51,15 @@ BASELINES = ("mode", "input_only")
 @dataclass
 class ProbeConfig:
     """Probes: held-out share of object prompts, seed, inverse L2 strength, solver iterations, the
-    position read (final or copy_end, see `selfsim.interp.cache.PAIR_POSITIONS`) and the greedy
-    answer length in tokens (for property labels)."""
+    position read (final or copy_end, see `selfsim.interp.cache.PAIR_POSITIONS`) and the budget of
+    the full greedy answer the property labels are read from (None: the task's)."""
 
     test_fraction: float = 0.25
     seed: int = 0
     C: float = 1.0
     max_iter: int = 300
     position: str = "final"
-    answer_tokens: int = 4
+    max_new_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.test_fraction < 1:
@@ -180,21 +187,19 @@ def run_subject(
     out_dir: str | Path,
     cache_config: CacheConfig,
     *,
-    answer_tokens: int = 4,
+    max_new_tokens: int | None = None,
     progress: bool = False,
 ) -> SubjectRun:
     """Cache a subject's pair activations under `out_dir/<label>` and read its greedy object-level answers."""
     from selfsim.interp.cache import cache_pairs
     from selfsim.interp.pairs import match_all
     from selfsim.interp.patching import greedy_answers
-    from selfsim.interp.tracing import get_tracer
 
     matched = match_all(subject, examples)
     cache = cache_pairs(subject, matched, Path(out_dir) / label_dir(label), cache_config, progress=progress)
-    unique = list({m.object.text: m.object for m in matched}.values())
-    by_text = dict(zip((p.text for p in unique), greedy_answers(get_tracer(subject, cache_config.backend), unique, answer_tokens)))
+    responses = greedy_answers(subject, matched, max_new_tokens)
     first = [subject.tokenizer.decode([t]).strip() for t in cache.object.load("next_token").tolist()]
-    return SubjectRun(label, cache, [by_text[m.object.text] for m in matched], first)
+    return SubjectRun(label, cache, responses, first)
 
 
 def target_labels(run: SubjectRun, examples: Sequence[Example]) -> dict[str, list[str | None]]:
@@ -244,10 +249,17 @@ def probe_study(
             for target in TARGETS:
                 y = np.asarray(labels[run.label][f"{source}:{target}"], dtype=object)
                 known = np.flatnonzero([v is not None for v in y])
-                train, test = np.intersect1d(train_all, known), np.intersect1d(test_all, known)
-                if len(train) < 2 or len(test) < 1:
+                train, labelled = np.intersect1d(train_all, known), np.intersect1d(test_all, known)
+                if len(train) < 2 or len(labelled) < 1:
                     continue
-                base = {"subject": run.label, "target": target, "labels": source, "n_train": len(train), "n_test": len(test)}
+                seen = set(y[train].tolist())
+                test = labelled[[v in seen for v in y[labelled]]]
+                base = {"subject": run.label, "target": target, "labels": source, "n_train": len(train), "n_test": len(test),
+                        "n_test_unseen": len(labelled) - len(test), "n_missing": len(y) - len(known), "status": OK}
+                if not len(test):
+                    records += [{**base, "layer": int(layer), "metric": "skipped", "accuracy": None, "status": NO_SHARED_LABEL}
+                                for layer in layers]
+                    continue
                 for row in probe_layers(obj, hyp, y, train, test, config).to_dict("records"):
                     records += [{**base, "layer": row["layer"], "metric": m, "accuracy": row[m]} for m in METRICS]
                 baselines = dict(zip(BASELINES, (mode_baseline(y[train], y[test]), input_baseline(texts, y, train, test, config))))
@@ -260,6 +272,8 @@ def probe_figure(results: pd.DataFrame) -> go.Figure:
     """Per-layer accuracy curves: a panel per (target, label source); colour = subject, dash = metric."""
     import plotly.express as px
 
+    if "status" in results:
+        results = results[results["status"] == OK]
     if results.empty:
         raise SelfsimError("no probe results to plot")
     dashes = {"object": "solid", "transfer": "dash", "hypothetical": "dot", "shuffled": "longdash",
@@ -305,7 +319,7 @@ def run_probes(
     m1: dict[str, list[str | None]] | None = None
     for label, subject in subjects.items():
         cache_config = CacheConfig(sites=[subject.site(x) for x in layers], budget_bytes=budget_bytes, backend=backend)
-        run = run_subject(label, subject, examples, out / "cache", cache_config, answer_tokens=config.answer_tokens, progress=progress)
+        run = run_subject(label, subject, examples, out / "cache", cache_config, max_new_tokens=config.max_new_tokens, progress=progress)
         own = target_labels(run, examples)
         if m1 is None:
             if m1_responses is None:
@@ -319,7 +333,7 @@ def run_probes(
     config.save(out / "config.json")
     with atomic_open(out / "results.parquet", "wb") as fh:
         results.to_parquet(fh, index=False)
-    write_json(out / "results.json", results.to_dict("records"))
+    write_json(out / "results.json", results.astype(object).where(results.notna(), None).to_dict("records"))
     with atomic_open(out / "probes.html") as fh:
         fh.write(probe_figure(results).to_html(include_plotlyjs=True))
     return results

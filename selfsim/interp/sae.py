@@ -139,7 +139,18 @@ def train_sae(
     stats = {"l0_train": float(trained.cfg.metadata.l0), "dead_share_train": float(trainer.dead_neurons.float().mean())}
     out = Path(out_dir)
     trained.save_inference_model(out)
+    _stabilize_saved(out)
     return load_sae(out), stats
+
+
+def _stabilize_saved(out: Path) -> None:
+    """Same training, same bytes: `cfg.json` as key-sorted JSON, safetensors headers with sorted metadata."""
+    from selfsim.io import clean_orphans, stabilize_safetensors
+
+    clean_orphans(out)
+    write_json(out / "cfg.json", read_json(out / "cfg.json"))
+    for path in sorted(out.glob("*.safetensors")):
+        stabilize_safetensors(path)
 
 
 @torch.no_grad()
@@ -250,7 +261,8 @@ def latent_readout(acts: torch.Tensor, labels: Sequence[str], chosen: Mapping[st
 
 @dataclass
 class SAEStudyConfig:
-    """The SAE study: layers, the SAE recipe, split and probe position, tokens per prompt for training."""
+    """The SAE study: layers, the SAE recipe, split and probe position, tokens per prompt for training and
+    the budget of the greedy answers the labels are read from (None: the task's)."""
 
     layers: list[int] | None = None
     sae: SAEConfig = field(default_factory=SAEConfig)
@@ -261,7 +273,7 @@ class SAEStudyConfig:
     min_count: int = 3
     budget_bytes: int = 2**30
     backend: str = "hooks"
-    answer_tokens: int = 4
+    max_new_tokens: int | None = None
 
     def save(self, path: str | Path) -> None:
         write_json(path, asdict(self))
@@ -329,7 +341,7 @@ def sae_study(
     for label, subject in subjects.items():
         layers = list(range(subject.n_layers)) if config.layers is None else [subject.check_layer(x) for x in config.layers]
         pair_config = CacheConfig(sites=[subject.site(x) for x in layers], budget_bytes=config.budget_bytes, backend=config.backend)
-        run = run_subject(label, subject, examples, out / "cache", pair_config, answer_tokens=config.answer_tokens, progress=progress)
+        run = run_subject(label, subject, examples, out / "cache", pair_config, max_new_tokens=config.max_new_tokens, progress=progress)
         own = target_labels(run, examples)
         if m1 is None:
             responses = None if m1_responses is None else [m1_responses.get(e.object_id) for e in examples]

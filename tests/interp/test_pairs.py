@@ -1,4 +1,4 @@
-"""Matched (P, H) prompts: the copy of P located by token ids, padding, pairing and alignment."""
+"""Matched (P, H) prompts: the copy of P located by character offsets, padding, pairing and alignment."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from selfsim.errors import SelfsimError
 from selfsim.examples import Example
 from selfsim.interp.pairs import (
-    Prompt, align, batch_of, find_subsequence, locate_copy, match, match_all, padded, pair_up, tokenize,
+    Prompt, align, batch_of, locate_copy, match, match_all, padded, pair_up, tokenize,
 )
 from selfsim.tasks import generate
 from selfsim.toy.language import hypothetical_prompt, sequence_prompt
@@ -58,16 +58,17 @@ def test_missing_copy_is_a_clear_error(toy_tiny):
         object_messages=[{"role": "user", "content": "next 3 animals : fox gnu cat ?"}],
         hypothetical_messages=[{"role": "user", "content": "previously you were asked : next 3 animals : owl bee ?"}],
     )
-    with pytest.raises(SelfsimError, match="tokens of P's content do not occur"):
+    with pytest.raises(SelfsimError, match="P's content does not occur"):
         match(toy_tiny, bad)
 
 
-def test_boundary_tokens_may_be_trimmed():
-    assert find_subsequence([5, 1, 2, 3, 9], [1, 2, 3]) == 1
-    assert find_subsequence([5, 1, 2], [2, 3]) == -1
-    assert locate_copy([7, 70, 2, 3, 4, 80], [1, 2, 3, 4, 8], "x") == (2, 5)
-    with pytest.raises(SelfsimError, match="x: the tokens"):
-        locate_copy([7, 8, 9], [1, 2, 3, 4, 5, 6], "x")
+def test_copy_is_every_token_overlapping_p_characters():
+    offsets = [(0, 3), (3, 5), (5, 9), (9, 11), (11, 12)]  # "abc" "\"d" "efgh" ".\"" "?"
+    text = 'abc"defgh."?'
+    assert locate_copy(text, offsets, "defgh.", "x") == (1, 4)  # both boundary tokens hold template characters too
+    assert locate_copy(text, offsets, "efgh", "x") == (2, 3)
+    with pytest.raises(SelfsimError, match="x: P's content does not occur"):
+        locate_copy(text, offsets, "xyz", "x")
 
 
 def test_pairs_share_a_property_and_prefer_equal_lengths(toy_tiny):

@@ -93,13 +93,38 @@ def test_last_layer_at_the_final_position_copies_the_object_answer(toy_tiny, exa
 
 
 def test_every_direction(toy_tiny, examples):
-    config = PatchConfig(directions=tuple(patching.DIRECTIONS), layers=(0,), positions="all", backend="hooks", answer_tokens=2)
+    config = PatchConfig(directions=tuple(patching.DIRECTIONS), layers=(0,), positions="all", backend="hooks", max_new_tokens=2)
     rows = run_patching([toy_tiny], examples, config).rows
     assert len(rows) == 3 * 2 * len(examples)
     for direction, (_, recipient) in patching.DIRECTIONS.items():
         values = rows[(rows["direction"] == direction) & (rows["target"] == "own")]["donor_value"].dropna()
         words = values.str.split().str.len()
         assert len(values) and words.max() == (2 if recipient == "object" else 1)
+
+
+def test_own_answer_is_the_full_greedy_answer_and_its_property(toy_tiny):
+    """Issue 9, defect 4: a one-token answer has no second word, and such rows vanished silently."""
+    from selfsim.generation import GREEDY, Request, TOY_MAX_NEW_TOKENS, generate_batch
+    from selfsim.interp.pairs import match_all
+    from selfsim.properties import get
+
+    examples = generate("animals_long", "second_word", n=8, seed=0, dialect="toy")
+    result = run_patching([toy_tiny], examples, PatchConfig(layers=(1,), positions="final", backend="hooks"))
+    matched = match_all(toy_tiny, examples)
+    expected = [g.response for g in generate_batch(
+        toy_tiny, [Request(m.example.object_id, m.object.ids, GREEDY, TOY_MAX_NEW_TOKENS) for m in matched])]
+    assert result.answers["answer"].tolist() == expected
+    assert max(len(a.split()) for a in expected) > 1
+    rows = result.rows[result.rows["target"] == "own"]
+    by_id = dict(zip((e.id for e in examples), expected))
+    for row in rows.to_dict("records"):
+        assert row["donor_value"] == get("second_word").extract(by_id[row["donor_id"]])
+    assert rows["donor_value"].notna().any()
+    summary = result.summary()
+    missing = rows["donor_value"].isna() | rows["recipient_value"].isna()
+    informative = summary[summary["target"] == "own"]
+    assert int(informative["n_missing"].sum()) == int(missing.sum())
+    assert int(informative[["n", "n_missing", "n_same"]].sum().sum()) == len(rows)
 
 
 def test_position_groups():

@@ -123,8 +123,10 @@ def test_probe_study_runs_on_two_subjects_and_writes_results(toy_subjects, tmp_p
     examples = toy_examples(40)
     results = run_probes(toy_subjects, examples, tmp_path, ProbeConfig(max_iter=100), layers=[0, 2])
     assert set(results["subject"]) == {"m1", "m2"} and set(results["labels"]) == {"m1", "own"}
-    assert set(results["metric"]) == {"object", "transfer", "hypothetical", "shuffled", "shuffled_transfer", "mode", "input_only"}
-    assert set(results["layer"]) == {0, 2} and results["accuracy"].between(0, 1).all()
+    assert set(results["metric"]) - {"skipped"} == {"object", "transfer", "hypothetical", "shuffled", "shuffled_transfer", "mode", "input_only"}
+    scored = results[results["status"] == "ok"]
+    assert set(results["layer"]) == {0, 2} and scored["accuracy"].between(0, 1).all()
+    assert results[results["status"] != "ok"]["accuracy"].isna().all()
     m1_rows = results[results["subject"] == "m1"].set_index(["target", "labels", "layer", "metric"])["accuracy"]
     for key, acc in m1_rows.items():  # M1's labels are its own answers
         assert acc == m1_rows[(key[0], "own", *key[2:])]
@@ -151,3 +153,40 @@ def test_probe_command_writes_probes_and_lens(toy_subjects, tmp_path, capsys):
     assert main(["probe", "--subject", "nolabel", "--out", str(tmp_path)]) == 2
     assert "expected LABEL=SPEC" in capsys.readouterr().err
 
+
+
+class FixedRun:
+    """A SubjectRun stand-in: fixed activations per run kind (probe_study reads label and activations only)."""
+
+    def __init__(self, label: str, acts: np.ndarray) -> None:
+        self.label, self.acts = label, acts
+
+    def activations(self, kind, layers, position):
+        return {layer: self.acts for layer in layers}
+
+
+def test_unseen_test_labels_are_counted_and_never_scored_zero():
+    """Issue 9: a probe cannot name a label absent from training; such test rows are left out and counted,
+    and a label set whose test labels are all unseen is skipped with a status, not reported as 0.0."""
+    from selfsim.interp.probes import NO_SHARED_LABEL, probe_study
+
+    examples = toy_examples(40)
+    train, test = split_by_prompt([e.object_id for e in examples], CONFIG.test_fraction, CONFIG.seed)
+    rng = np.random.default_rng(0)
+    signal = {"a": -5.0, "b": 5.0}
+    partial = np.array(["a" if i % 2 else "b" for i in range(len(examples))], dtype=object)
+    partial[test[:3]] = "never-trained"  # three test rows carry a label no training row has
+    partial[train[0]] = None  # and one row has no label at all
+    disjoint = np.array(["a" if i % 2 else "b" for i in range(len(examples))], dtype=object)
+    disjoint[test] = "z"
+    acts = rng.standard_normal((len(examples), 8))
+    acts[:, 0] += [signal.get(v, 2.0) if v else 0.0 for v in partial]
+    labels = {"m": {f"{s}:{t}": (partial if t == "property" else disjoint).tolist() for s in ("m1", "own") for t in ("first_token", "property")}}
+    results = probe_study([FixedRun("m", acts)], labels, examples, [0, 1], CONFIG)
+    skipped = results[results["target"] == "first_token"]
+    assert set(skipped["metric"]) == {"skipped"} and set(skipped["status"]) == {NO_SHARED_LABEL}
+    assert skipped["accuracy"].isna().all() and len(skipped) == 2 * 2  # per label source and layer
+    scored = results[results["target"] == "property"]
+    assert set(scored["status"]) == {"ok"} and (scored["n_test"] == len(test) - 3).all()
+    assert (scored["n_test_unseen"] == 3).all() and (scored["n_missing"] == 1).all()
+    assert (scored[scored["metric"] == "object"]["accuracy"] > 0.9).all()
