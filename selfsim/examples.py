@@ -55,11 +55,53 @@ class Example:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Example:
+        """An Example from its JSON form; wrong types or an unknown task raise ValueError naming what is valid."""
         names = {f for f in cls.__dataclass_fields__}
         missing = {"task", "property", "object_messages", "hypothetical_messages"} - d.keys()
         if missing:
             raise ValueError(f"missing field(s) {sorted(missing)}")
+        check_fields(d)
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+SPLITS = ("train", "test")
+ROLES = ("system", "user", "assistant")
+
+
+def check_fields(d: dict[str, Any]) -> None:
+    """Raise ValueError unless the fields of an example's JSON form have the right types and known values."""
+    from selfsim.tasks.registry import ALIASES, DIALECTS, TASKS
+
+    for name in ("task", "property", "split", "dialect", "original_question"):
+        if name in d and not isinstance(d[name], str):
+            raise ValueError(f"{name} must be a string, got {_describe(d[name])}")
+    if d["task"] not in TASKS and d["task"] not in ALIASES:
+        raise ValueError(f"unknown task {d['task']!r}; valid tasks are {', '.join(TASKS)}")
+    if not d["property"]:
+        raise ValueError("property must be a property name, got an empty string")
+    if d.get("split", "test") not in SPLITS:
+        raise ValueError(f"split {d['split']!r} is not one of {', '.join(SPLITS)}")
+    if d.get("dialect", "paper") not in DIALECTS:
+        raise ValueError(f"dialect {d['dialect']!r} is not one of {', '.join(DIALECTS)}")
+    stance = d.get("option_matching_ethical_stance")
+    if stance is not None and not isinstance(stance, str):
+        raise ValueError(f"option_matching_ethical_stance must be a string or null, got {_describe(stance)}")
+    if not isinstance(d.get("meta", {}), dict):
+        raise ValueError(f"meta must be a JSON object, got {_describe(d['meta'])}")
+    for name in ("object_messages", "hypothetical_messages"):
+        messages = d[name]
+        if not isinstance(messages, list) or not messages:
+            raise ValueError(f"{name} must be a non-empty list of {{role, content}} messages, got {_describe(messages)}")
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+                raise ValueError(
+                    f"{name}[{i}] must be a {{\"role\": {'|'.join(ROLES)}, \"content\": string}} message, got {_describe(m)}"
+                )
+
+
+def _describe(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def save_examples(path: str | Path, examples: Iterable[Example]) -> int:

@@ -81,3 +81,57 @@ def test_device_map_validation():
     assert check_device_map("auto") == "auto"
     assert check_device_map({"model.layers.0": 0}) == {"model.layers.0": 0}
     assert check_device_map("cuda:1") == "cuda:1"
+
+
+def test_model_config_must_be_an_object_with_sane_sizes(tiny_llama_dir, tmp_path):
+    from selfsim.models import read_model_config
+
+    config = read_model_config(tiny_llama_dir)
+    assert config["num_hidden_layers"] == 2
+    for bad, message in [([], "expected a JSON object of model settings, got a JSON array"),
+                         ({**config, "hidden_size": "64"}, "hidden_size must be a positive integer, got '64'"),
+                         ({**config, "num_key_value_heads": 3}, "num_attention_heads 4 is not a multiple of num_key_value_heads 3")]:
+        (tmp_path / "config.json").write_text(json.dumps(bad))
+        with pytest.raises(SelfsimError, match=message):
+            read_model_config(tmp_path)
+
+
+def test_safetensors_completeness(tiny_llama_dir, tmp_path):
+    from selfsim.models import check_safetensors
+
+    good = tiny_llama_dir / "model.safetensors"
+    check_safetensors(good)
+    for size in (4, 100, good.stat().st_size - 1):
+        (tmp_path / "cut.safetensors").write_bytes(good.read_bytes()[:size])
+        with pytest.raises(SelfsimError, match="truncated"):
+            check_safetensors(tmp_path / "cut.safetensors")
+
+
+def test_device_availability(monkeypatch):
+    from selfsim.models import check_devices_available
+
+    check_devices_available("auto")
+    check_devices_available({"": "cpu"})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SelfsimError, match="has no CUDA"):
+        check_devices_available({"model": "cpu", "lm_head": 1})
+    with pytest.raises(SelfsimError, match="not a device"):
+        check_device_map({"": "banana"})
+
+
+def test_unbuilt_toy_is_built_only_when_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("SELFSIM_CACHE", str(tmp_path))
+    with pytest.raises(SelfsimError, match=r"run `selfsim toy build --only toy-m9` first, or pass --build-toy"):
+        resolve_path("toy-m9", build_toy=False)
+    with pytest.raises(SelfsimError, match="unknown toy model 'toy-x'"):
+        resolve_path("toy-x", build_toy=False)
+    assert not any(tmp_path.iterdir())
+
+
+def test_tokenizer_subject_loads_no_weights(tiny_llama_dir, tiny_llama):
+    from selfsim.models import context_length, load_tokenizer_subject
+
+    light = load_tokenizer_subject(str(tiny_llama_dir))
+    assert context_length(light) == 256 and light.n_layers == 2
+    messages = [{"role": "user", "content": "next animals : fox gnu"}]
+    assert light.render_chat(messages) == tiny_llama.render_chat(messages)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from selfsim.commands._common import add_model_args, subject_from_args
+from selfsim.commands._common import add_model_args, check_out, subject_from_args
+from selfsim.commands.patch import check_prompts_early
 from selfsim.commands.probe import add_example_args, examples_from_args, parse_layers
 from selfsim.errors import SelfsimError
 
@@ -29,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
     if not components:
         raise SelfsimError("--components is empty; give resid, attn and/or mlp")
     layers = parse_layers(args.layers)
+    check_out(args.out)
     examples, _ = examples_from_args(args)
+    check_prompts_early(args, examples)
     subject = subject_from_args(args)
     layers = list(range(subject.n_layers)) if layers is None else layers
     config = CacheConfig(sites=[subject.site(x, c) for x in layers for c in components], dtype=args.store_dtype,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 
-from selfsim.commands._common import add_model_args, subject_from_args
+from selfsim.commands._common import add_model_args, check_out, subject_from_args
+from selfsim.errors import SelfsimError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,9 +34,13 @@ def run(args: argparse.Namespace) -> int:
     from selfsim.examples import load_examples
     from selfsim.generation import GenerationConfig
 
+    if not math.isfinite(args.temperature) or args.temperature < 0:
+        raise SelfsimError(f"--temperature must be a finite number >= 0, got {args.temperature}")
     GenerationConfig(args.samples, args.temperature, args.max_new_tokens, args.seed, args.batch_size).check()
+    check_out(args.out)
     examples = load_examples(args.examples)
     behavior.check_examples(examples)
+    behavior.check_cache(args.out)
     subject = subject_from_args(args)
     fn = behavior.collect if args.table == "behavior" else behavior.predict
     df = fn(

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from selfsim.commands._common import check_out
+from selfsim.errors import SelfsimError
+
+MAX_N = 1_000_000
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="import the paper's JSONL rows or generate a task into an examples file")
@@ -21,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--property", action="append", dest="properties", metavar="PROPERTY",
         help="property to ask about; repeat for several (default: all of the task's in this dialect)",
     )
-    gen.add_argument("--n", type=int, default=100, help="number of distinct object prompts (default 100)")
+    gen.add_argument("--n", type=int, default=100, help=f"number of distinct object prompts, 1..{MAX_N:,} (default 100)")
     gen.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
     gen.add_argument("--dialect", default="paper", help="paper (the paper's English, default) or toy")
     gen.add_argument("--out", required=True, help="examples JSONL to write")
@@ -33,6 +38,7 @@ def run_import(args: argparse.Namespace) -> int:
     from selfsim.examples import save_examples
     from selfsim.tasks.paper import ImportReport, import_paper_jsonl
 
+    check_out(args.out, kind="file")
     report = ImportReport()
     total = save_examples(args.out, import_paper_jsonl(args.files, skip_bad=args.skip_bad, report=report))
     for path, counts in report.files.items():
@@ -47,6 +53,9 @@ def run_generate(args: argparse.Namespace) -> int:
     from selfsim.examples import save_examples
     from selfsim.tasks import generate
 
+    if not 1 <= args.n <= MAX_N:
+        raise SelfsimError(f"--n must be between 1 and {MAX_N:,} object prompts, got {args.n:,}")
+    check_out(args.out, kind="file")
     examples = generate(args.task, args.properties, n=args.n, seed=args.seed, dialect=args.dialect)
     total = save_examples(args.out, examples)
     print(f"{total} examples ({args.n} prompts of {args.task}, {args.dialect} dialect, seed {args.seed}) -> {args.out}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from selfsim.commands._common import check_out
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="hypothetical accuracy with bootstrap CIs and the mode baseline")
@@ -24,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
     from selfsim.evaluate import hypothetical_accuracy, mode_baseline, score, to_records
     from selfsim.io import write_json
 
+    if args.out:
+        check_out(args.out, kind="file")
     predictions = to_long(load_table(args.predictions))
     behaviour = to_long(load_table(args.behavior))
     behaviour = behaviour[behaviour["object_id"].isin(set(predictions["object_id"]))]

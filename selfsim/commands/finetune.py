@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from selfsim.commands._common import add_model_args, subject_from_args
+from selfsim.commands._common import add_model_args, check_out, subject_from_args
 from selfsim.errors import SelfsimError
 
 if TYPE_CHECKING:
@@ -102,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     from selfsim.finetune.trainer import is_finished
 
     config = config_from_args(args)
+    check_out(args.out)
     is_finished(args.out, resume=args.resume)
     examples = load_examples(args.examples)
     labels = load_labels(args.labels)

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from selfsim.commands._common import add_model_args, parse_device_map
+from selfsim.commands._common import add_model_args, check_out, model_options
 from selfsim.errors import SelfsimError
 
 if TYPE_CHECKING:
@@ -71,8 +71,7 @@ def subjects_from_args(args: argparse.Namespace) -> dict[str, Subject]:
     if len(set(labels)) != len(labels):
         raise SelfsimError(f"subject labels must be distinct, got {labels}")
     return {
-        label: load_subject(model, dtype=args.dtype, device_map=parse_device_map(args.device_map), adapter=adapter,
-                            trust_remote_code=args.trust_remote_code)
+        label: load_subject(model, adapter=adapter, **model_options(args))
         for label, model, adapter in specs
     }
 
@@ -111,9 +110,9 @@ def run(args: argparse.Namespace) -> int:
 
     config = ProbeConfig(test_fraction=args.test_fraction, seed=args.seed, C=args.C, position=args.position)
     layers = parse_layers(args.layers)
+    out = check_out(args.out)
     examples, labels = examples_from_args(args)
     subjects = subjects_from_args(args)
-    out = Path(args.out)
     results = run_probes(subjects, examples, out, config, layers=layers, m1_responses=labels,
                          budget_bytes=args.budget_mib * 2**20, backend=args.backend, progress=not args.no_progress)
     written = ["results.parquet", "results.json", "config.json", "probes.html"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from selfsim.commands._common import check_out
 from selfsim.commands.probe import add_example_args, add_subject_args, examples_from_args, parse_layers, subjects_from_args
 
 
@@ -34,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
         test_fraction=args.test_fraction, seed=args.seed, position=args.position, train_tokens=args.train_tokens,
         budget_bytes=args.budget_mib * 2**20, backend=args.backend,
     )
+    check_out(args.out)
     examples, labels = examples_from_args(args)
     subjects = subjects_from_args(args)
     results = sae_study(subjects, examples, args.out, config, m1_responses=labels, progress=not args.no_progress)

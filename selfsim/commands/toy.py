@@ -6,6 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+from selfsim.commands._common import check_out
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("toy", help="build the embedded toy models (toy-m1, toy-m2) or chat with one")
@@ -38,6 +40,8 @@ def run_build(args: argparse.Namespace) -> int:
 
     if args.steps is not None and args.steps < 1:
         raise SelfsimError(f"--steps must be positive, got {args.steps}")
+    if args.out is not None:
+        check_out(args.out)
     configs = [config_for(name) for name in args.only or EMBEDDED]
     if args.steps is not None:
         configs = [replace(config, steps=args.steps) for config in configs]
@@ -55,6 +59,6 @@ def run_chat(args: argparse.Namespace) -> int:
     from selfsim.models import load_subject
     from selfsim.toy.generate import greedy_answers
 
-    subject = load_subject(args.model)
+    subject = load_subject(args.model, build_toy=False)
     print(greedy_answers(subject.model, subject.tokenizer, [" ".join(args.prompt)], args.max_new_tokens)[0])
     return 0
