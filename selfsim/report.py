@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -18,6 +19,17 @@ import plotly.graph_objects as go
 from selfsim.errors import SelfsimError
 from selfsim.evaluate import ALL, CalibrationResult
 from selfsim.io import atomic_open
+from selfsim.results import (
+    Calibration,
+    FullControl,
+    PairResult,
+    Records,
+    Scaling,
+    Shift,
+    StudyResults,
+    all_row,
+    load_results,
+)
 
 CI_COLUMNS = ("accuracy", "ci_low", "ci_high")
 
@@ -160,13 +172,33 @@ def write_report(
 
 # ----------------------------------------------------------------------------- the study page
 FIGURES_DIR = "figures"
+# A report section draws one experiment's result (given with its pair) as titled figures and tables.
+Part = tuple[str, "go.Figure | pd.DataFrame"]
+Section = Callable[[Any, PairResult], list[Part]]
+SECTIONS: dict[str, Section] = {}
 
 
-def _records(records: list[dict]) -> pd.DataFrame:
+def section(name: str) -> Callable[[Section], Section]:
+    """Decorator: the report section of experiment `name` (drawn, in registration order, when the pair holds it)."""
+
+    def register(fn: Section) -> Section:
+        SECTIONS[name] = fn
+        return fn
+
+    return register
+
+
+def write_figure(run_dir: Path, name: str, figure: go.Figure) -> None:
+    """Save a plotly figure as JSON under run_dir/figures/, where the report picks it up."""
+    with atomic_open(Path(run_dir) / FIGURES_DIR / f"{name}.json") as fh:
+        fh.write(figure.to_json())
+
+
+def _records(records: Records) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-# Whose behaviour the study's accuracies are scored against (keys of results.json, see selfsim.study.TARGETS).
+# Whose behaviour the study's accuracies are scored against (see selfsim.results.TARGETS).
 TARGET_TITLES = {
     "m1_after": "against the self-trained M1's current behaviour (M1ft)",
     "m1_before": "against M1's pre-finetune behaviour (secondary)",
@@ -174,49 +206,71 @@ TARGET_TITLES = {
 MODE_TITLES = {"wrong": "non-compliant counted wrong", "exclude": "non-compliant excluded"}
 
 
-def _accuracy_table(pair: dict, split: str, mode: str, target: str = "m1_after") -> pd.DataFrame:
+def _accuracy_table(pair: PairResult, split: str, mode: str, target: str = "m1_after") -> pd.DataFrame:
     """Untrained, self, cross and the mode baseline (computed in the same non-compliance mode) vs `target`."""
-    acc = pair["accuracy"][split]
-    tables = {cond: _records(acc[cond][target][mode]) for cond in ("untrained", "self", "cross")}
-    tables["mode baseline"] = _records(pair["mode_baseline"][split][target][mode])
+    part = pair.split(split)
+    acc = part.accuracy
+    tables = {name: _records(scores.of(target).of(mode))
+              for name, scores in (("untrained", acc.untrained), ("self", acc.self_trained), ("cross", acc.cross_trained))}
+    tables["mode baseline"] = _records(part.mode_baseline.of(target).of(mode))
     return label_conditions(tables)
 
 
-def _own_table(pair: dict, split: str, mode: str) -> pd.DataFrame:
-    acc = pair["accuracy"][split]
+def _own_table(pair: PairResult, split: str, mode: str) -> pd.DataFrame:
+    acc = pair.split(split).accuracy
+    own_before, own_after = acc.cross_trained.of("own_before"), acc.cross_trained.of("own_after")
     return label_conditions({
-        "self vs M1ft (after)": _records(acc["self"]["m1_after"][mode]),
-        "self vs M1 (before)": _records(acc["self"]["m1_before"][mode]),
-        "cross vs M1ft (after)": _records(acc["cross"]["m1_after"][mode]),
-        "cross vs M1 (before)": _records(acc["cross"]["m1_before"][mode]),
-        "cross vs own (before)": _records(acc["cross"]["own_before"][mode]),
-        "cross vs own (after)": _records(acc["cross"]["own_after"][mode]),
-        "untrained M2 vs own": _records(acc["untrained_m2"]["own_before"][mode]),
+        "self vs M1ft (after)": _records(acc.self_trained.m1_after.of(mode)),
+        "self vs M1 (before)": _records(acc.self_trained.m1_before.of(mode)),
+        "cross vs M1ft (after)": _records(acc.cross_trained.m1_after.of(mode)),
+        "cross vs M1 (before)": _records(acc.cross_trained.m1_before.of(mode)),
+        "cross vs own (before)": _records(own_before.of(mode)),
+        "cross vs own (after)": _records(own_after.of(mode)),
+        "untrained M2 vs own": _records(acc.untrained_m2.of("own_before").of(mode)),
     })
 
 
-def _all_row(records: list[dict]) -> dict:
-    return next(r for r in records if r["task"] == ALL and r["property"] == ALL)
+def _all_row(records: Records) -> dict:
+    row = all_row(records)
+    if row is None:
+        raise SelfsimError("a result table has no ALL/ALL (micro-average) row")
+    return row
 
 
-def _scaling_table(pair: dict, mode: str) -> pd.DataFrame:
-    rows = [{"condition": "cross (LoRA)", "n_train": r["n_train"], **_all_row(r[mode])} for r in pair.get("scaling", [])]
-    for r in pair.get("full_control", []):
-        rows.append({"condition": f"{r['condition']} (full weights)", "n_train": r["n_train"], **_all_row(r["vs_m1_after"][mode])})
-    return pd.DataFrame.from_records(rows)
+@section("scaling")
+def _scaling_section(scaling: Scaling, pair: PairResult) -> list[Part]:
+    """The cross-prediction scaling curve, with the full-finetuning control's points when present."""
+    rows = [{"condition": "cross (LoRA)", "n_train": r.n_train, **_all_row(r.vs_m1_after.wrong)} for r in scaling.rows]
+    control = pair.experiment(FullControl)
+    for r in control.rows if control else []:
+        rows.append({"condition": f"{r.condition} (full weights)", "n_train": r.n_train, **_all_row(r.vs_m1_after.wrong)})
+    return [(f"Cross-prediction data scaling and the full-finetuning control, {TARGET_TITLES['m1_after']}",
+             fig_scaling(pd.DataFrame.from_records(rows)))]
+
+
+@section("calibration")
+def _calibration_section(calib: Calibration, pair: PairResult) -> list[Part]:
+    results = {"untrained": calib.untrained, "self": calib.self_trained, "cross": calib.cross_trained}
+    return [("Calibration (object-level samples from the self-trained M1)",
+             fig_calibration({k: CalibrationResult.from_dict(v) for k, v in results.items()}))]
+
+
+@section("shift")
+def _shift_section(shift: Shift, pair: PairResult) -> list[Part]:
+    return [("Behaviour shift (Mc vs its new behaviour and vs M1ft's, on changed prompts)", fig_shift(_records(shift.changed)))]
 
 
 def _includes_zero(low: float | None, high: float | None) -> bool:
     return low is not None and high is not None and low <= 0.0 <= high
 
 
-def _headline_table(results: dict) -> pd.DataFrame:
+def _headline_table(results: StudyResults) -> pd.DataFrame:
     """ALL/ALL held-out-task numbers with 95% CIs vs M1ft, the pre-finetune score beside, the paper's last."""
-    pair = results["pairs"][0]
-    acc = pair["accuracy"]["eval_ood"]
-    mode_base = pair["mode_baseline"]["eval_ood"]
-    paper = results["paper"]
-    gap = pair["gap"]["eval_ood"]
+    pair = results.primary
+    acc = pair.eval_ood.accuracy
+    mode_base = pair.eval_ood.mode_baseline
+    paper = results.paper
+    gap = pair.eval_ood.gap
 
     def ci_row(name: str, now: dict | None, before: dict | None, paper_value: float | None, key: str = "accuracy") -> dict:
         now = now or {}
@@ -225,40 +279,41 @@ def _headline_table(results: dict) -> pd.DataFrame:
                 "paper (Llama-3.1-70B)": paper_value}
 
     rows = [
-        ci_row("untrained M1 (hypothetical accuracy)", _all_row(acc["untrained"]["m1_after"]["wrong"]),
-               _all_row(acc["untrained"]["m1_before"]["wrong"]), paper["untrained_llama70b"] / 100),
-        ci_row("self-trained M1", _all_row(acc["self"]["m1_after"]["wrong"]),
-               _all_row(acc["self"]["m1_before"]["wrong"]), paper["self_trained_llama70b"] / 100),
-        ci_row("cross-trained M2 (on M1ft's labels)", _all_row(acc["cross"]["m1_after"]["wrong"]),
-               _all_row(acc["cross"]["m1_before"]["wrong"]), paper["cross_plateau"] / 100),
-        ci_row("mode baseline", _all_row(mode_base["m1_after"]["wrong"]), _all_row(mode_base["m1_before"]["wrong"]),
+        ci_row("untrained M1 (hypothetical accuracy)", _all_row(acc.untrained.m1_after.wrong),
+               _all_row(acc.untrained.m1_before.wrong), paper["untrained_llama70b"] / 100),
+        ci_row("self-trained M1", _all_row(acc.self_trained.m1_after.wrong),
+               _all_row(acc.self_trained.m1_before.wrong), paper["self_trained_llama70b"] / 100),
+        ci_row("cross-trained M2 (on M1ft's labels)", _all_row(acc.cross_trained.m1_after.wrong),
+               _all_row(acc.cross_trained.m1_before.wrong), paper["cross_plateau"] / 100),
+        ci_row("mode baseline", _all_row(mode_base.m1_after.wrong), _all_row(mode_base.m1_before.wrong),
                paper["mode_baseline_llama70b"] / 100),
-        ci_row("self - cross gap (paired bootstrap)", gap["m1_after"]["wrong"], gap["m1_before"]["wrong"], None, key="gap"),
-        ci_row("cross-trained M2 vs its own behaviour", _all_row(acc["cross"]["own_before"]["wrong"]), None, None),
+        ci_row("self - cross gap (paired bootstrap)", gap.m1_after.wrong, gap.m1_before.wrong, None, key="gap"),
+        ci_row("cross-trained M2 vs its own behaviour", _all_row(acc.cross_trained.of("own_before").wrong), None, None),
     ]
-    shift_all = next((r for r in pair.get("shift", {}).get("changed", []) if r["task"] == ALL and r["property"] == ALL), {})
+    shift = pair.experiment(Shift)
+    shift_all = (all_row(shift.changed) if shift else None) or {}
     for side, name in (("new", "shift: Mc vs new behaviour (changed prompts)"), ("old", "shift: Mc vs old behaviour (changed prompts)")):
         rows.append({"quantity": name, "selfsim toy": shift_all.get(f"accuracy_{side}"),
                      "95% CI low": shift_all.get(f"ci_low_{side}"), "95% CI high": shift_all.get(f"ci_high_{side}"),
                      "paper (Llama-3.1-70B)": paper[f"shift_{side}"] / 100})
-    calib = pair.get("calibration", {})
-    for cond in ("untrained", "self", "cross"):
-        if cond in calib:
-            rows.append({"quantity": f"calibration MAD, {cond} (x100)", "selfsim toy": calib[cond]["mad"]})
+    calib = pair.experiment(Calibration)
+    if calib:
+        for cond, value in (("untrained", calib.untrained), ("self", calib.self_trained), ("cross", calib.cross_trained)):
+            rows.append({"quantity": f"calibration MAD, {cond} (x100)", "selfsim toy": value["mad"]})
     return pd.DataFrame.from_records(rows)
 
 
-def _gap_table(results: dict) -> pd.DataFrame:
+def _gap_table(results: StudyResults) -> pd.DataFrame:
     """Self - cross gap per ordered pair with its paired CI (vs M1ft and vs M1 before), then mean and std."""
     rows = []
-    for p in results["pairs"]:
-        now, before = p["gap"]["eval_ood"]["m1_after"]["wrong"], p["gap"]["eval_ood"]["m1_before"]["wrong"]
-        rows.append({"pair (M1 / M2)": f"{p['m1']} / {p['m2']}", "gap": now["gap"], "95% CI low": now["ci_low"],
+    for p in results.pairs:
+        now, before = p.eval_ood.gap.m1_after.wrong, p.eval_ood.gap.m1_before.wrong
+        rows.append({"pair (M1 / M2)": f"{p.m1} / {p.m2}", "gap": now["gap"], "95% CI low": now["ci_low"],
                      "95% CI high": now["ci_high"], "n": now["n"], "gap vs M1 before": before["gap"],
                      "CI low (before)": before["ci_low"], "CI high (before)": before["ci_high"]})
-    spread = results.get("spread", {})
-    rows.append({"pair (M1 / M2)": f"mean over {len(spread.get('gaps', []))} ordered pairs (std {_fmt(spread.get('std'))})",
-                 "gap": spread.get("mean")})
+    spread = results.spread
+    rows.append({"pair (M1 / M2)": f"mean over {len(spread.gaps)} ordered pairs (std {_fmt(spread.std)})",
+                 "gap": spread.mean})
     return pd.DataFrame.from_records(rows)
 
 
@@ -266,9 +321,9 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def _notes(results: dict) -> list[str]:
+def _notes(results: StudyResults) -> list[str]:
     """Plain sentences: what is scored against what, how the scaling curve trains, and every CI that includes zero."""
-    config = results["config"]
+    config = results.config
     notes = [
         "Primary scores are against the self-trained M1's current object-level behaviour (M1ft), as in the paper's "
         "code; M2 is trained on M1ft's behaviour on the training prompts. Columns and figures marked 'before' or "
@@ -276,17 +331,18 @@ def _notes(results: dict) -> list[str]:
         f"Every finetune trains {config.get('epochs')} epochs over its items (steps = ceil(epochs x items / batch "
         f"{config.get('batch_size')})), so the scaling curve varies data size, not repetition; the paper trains 1 epoch.",
     ]
-    for p in results["pairs"]:
+    for p in results.pairs:
         for target, label in (("m1_after", "vs M1ft"), ("m1_before", "vs M1 before finetuning")):
-            g = p["gap"]["eval_ood"][target]["wrong"]
+            g = p.eval_ood.gap.of(target).wrong
             verdict = ("includes zero: this run does not show that self beats cross" if _includes_zero(g["ci_low"], g["ci_high"])
                        else "excludes zero")
-            notes.append(f"Self - cross gap for M1={p['m1']}, M2={p['m2']} ({label}, held-out tasks): {_fmt(g['gap'])}, "
+            notes.append(f"Self - cross gap for M1={p.m1}, M2={p.m2} ({label}, held-out tasks): {_fmt(g['gap'])}, "
                          f"paired 95% CI [{_fmt(g['ci_low'])}, {_fmt(g['ci_high'])}] {verdict}.")
-    pair = results["pairs"][0]
-    acc = pair["accuracy"]["eval_ood"]
-    rows = {cond: _all_row(acc[cond]["m1_after"]["wrong"]) for cond in ("untrained", "self", "cross")}
-    rows["mode baseline"] = _all_row(pair["mode_baseline"]["eval_ood"]["m1_after"]["wrong"])
+    pair = results.primary
+    acc = pair.eval_ood.accuracy
+    rows = {name: _all_row(scores.m1_after.wrong)
+            for name, scores in (("untrained", acc.untrained), ("self", acc.self_trained), ("cross", acc.cross_trained))}
+    rows["mode baseline"] = _all_row(pair.eval_ood.mode_baseline.m1_after.wrong)
     for name, r in rows.items():
         if _includes_zero(r["ci_low"], r["ci_high"]):
             notes.append(f"The 95% CI of the {name} accuracy (vs M1ft) includes zero: [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}].")
@@ -295,17 +351,12 @@ def _notes(results: dict) -> list[str]:
 
 def build_study_report(run_dir: Path) -> Path:
     """Write run_dir/report.html from run_dir/results.json and any plotly JSON in run_dir/figures/."""
-    import json
-
     import plotly.io as pio
 
     run_dir = Path(run_dir)
-    results_file = run_dir / "results.json"
-    if not results_file.is_file():
-        raise SelfsimError(f"{run_dir} holds no results.json: run `selfsim study --out {run_dir}` first")
-    results = json.loads(results_file.read_text())
-    pair = results["pairs"][0]
-    label = f"M1={pair['m1']}, M2={pair['m2']}"
+    results = load_results(run_dir)
+    pair = results.primary
+    label = f"M1={pair.m1}, M2={pair.m2}"
     figures: list[tuple[str, go.Figure]] = []
     views = [(split, mode, "m1_after") for split in ("eval_ood", "eval_id") for mode in ("wrong", "exclude")]
     views += [("eval_ood", mode, "m1_before") for mode in ("wrong", "exclude")]
@@ -319,15 +370,11 @@ def build_study_report(run_dir: Path) -> Path:
         "Whose behaviour does each model predict? (held-out tasks, each bar names its target)",
         fig_accuracy(_own_table(pair, "eval_ood", "wrong"), title=label),
     ))
-    if pair.get("scaling"):
-        figures.append((f"Cross-prediction data scaling and the full-finetuning control, {TARGET_TITLES['m1_after']}",
-                        fig_scaling(_scaling_table(pair, "wrong"))))
-    if pair.get("calibration"):
-        figures.append(("Calibration (object-level samples from the self-trained M1)",
-                        fig_calibration({k: CalibrationResult.from_dict(v) for k, v in pair["calibration"].items()})))
-    if pair.get("shift"):
-        figures.append(("Behaviour shift (Mc vs its new behaviour and vs M1ft's, on changed prompts)",
-                        fig_shift(_records(pair["shift"]["changed"]))))
+    extra_tables: list[tuple[str, pd.DataFrame]] = []
+    for name, draw in SECTIONS.items():
+        if name in pair.experiments:
+            for title, part in draw(pair.experiments[name], pair):
+                (extra_tables if isinstance(part, pd.DataFrame) else figures).append((title, part))
     for path in sorted((run_dir / FIGURES_DIR).glob("*.json")):
         figures.append((path.stem.replace("_", " "), pio.from_json(path.read_text())))
     tables = [
@@ -336,8 +383,10 @@ def build_study_report(run_dir: Path) -> Path:
         (f"Self - cross gap per ordered model pair {TARGET_TITLES['m1_after']} (held-out tasks, paired bootstrap "
          "over prompts; the pre-finetune target beside)", _gap_table(results)),
         ("Share of object-level answers left unchanged by each finetune (held-out prompts)", pd.DataFrame.from_records(
-            [{"pair": f"{p['m1']} / {p['m2']}", **p["unchanged"]} for p in results["pairs"]]
+            [{"pair": f"{p.m1} / {p.m2}", "self": p.unchanged.self_trained, "cross": p.unchanged.cross_trained}
+             for p in results.pairs]
         )),
+        *extra_tables,
     ]
-    return write_report(figures, tables, run_dir / "report.html", f"selfsim study: {results['config']['name']}",
+    return write_report(figures, tables, run_dir / "report.html", f"selfsim study: {results.config['name']}",
                         notes=_notes(results))

@@ -6,6 +6,7 @@ import pytest
 
 from selfsim.errors import SelfsimError
 from selfsim.examples import load_examples
+from selfsim.results import Calibration, FullControl, Scaling, Shift, load_results
 from selfsim.study import Study, StudyConfig, headline
 
 pytestmark = pytest.mark.slow
@@ -31,17 +32,21 @@ def test_same_seed_gives_byte_identical_results(runs):
 def test_results_hold_every_experiment(runs):
     import json
 
-    results = json.loads((runs[0] / "results.json").read_text())
-    pair = results["pairs"][0]
-    assert (pair["m1"], pair["m2"]) == ("toy-m1", "toy-m2")
-    assert [p["m1"] for p in results["pairs"]] == ["toy-m1", "toy-m2"]
+    results = load_results(runs[0])
+    pair = results.primary
+    assert (pair.m1, pair.m2) == ("toy-m1", "toy-m2")
+    assert [p.m1 for p in results.pairs] == ["toy-m1", "toy-m2"]
     h = headline(pair)
-    for key in ("untrained", "self", "cross", "mode_baseline", "cross_vs_own"):
+    for key in ("untrained", "self_trained", "cross_trained", "untrained_m2", "mode_baseline", "cross_vs_own"):
         assert 0.0 <= h[key] <= 1.0
-    assert {r["n_train"] for r in pair["scaling"]} == {20, 40}
-    assert {r["condition"] for r in pair["full_control"]} == {"self", "cross"}
-    assert set(pair["calibration"]) == {"untrained", "self", "cross"}
-    assert pair["shift"]["changed"] and 0.0 <= pair["shift"]["unchanged_share"] <= 1.0
+    assert list(pair.experiments) == ["calibration", "full_control", "interp", "scaling", "shift"]
+    assert not results.pairs[1].experiments
+    assert {r.n_train for r in pair.experiment(Scaling).rows} == {20, 40}
+    assert {r.condition for r in pair.experiment(FullControl).rows} == {"self", "cross"}
+    calib = pair.experiment(Calibration)
+    assert all(0.0 <= c["mad"] <= 100.0 for c in (calib.untrained, calib.self_trained, calib.cross_trained))
+    shift = pair.experiment(Shift)
+    assert shift.changed and 0.0 <= shift.unchanged_share <= 1.0
     assert "total_s" in json.loads((runs[0] / "manifest.json").read_text())
 
 
@@ -56,8 +61,8 @@ def test_report_reads_its_numbers_from_the_run_directory(runs, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(runs[0], copy)
     results = json.loads((copy / "results.json").read_text())
-    results["pairs"][0]["mode_baseline"]["eval_ood"]["m1_after"]["wrong"][-1]["accuracy"] = 0.123456
-    gap = results["pairs"][0]["gap"]["eval_ood"]["m1_after"]["wrong"]
+    results["pairs"][0]["eval_ood"]["mode_baseline"]["m1_after"]["wrong"][-1]["accuracy"] = 0.123456
+    gap = results["pairs"][0]["eval_ood"]["gap"]["m1_after"]["wrong"]
     gap.update(gap=0.0321, ci_low=-0.0123, ci_high=0.0765)
     (copy / "results.json").write_text(json.dumps(results))
     text = build_study_report(copy).read_text()
@@ -119,7 +124,6 @@ def _hand_accuracy(preds_path: Path, target: dict, ids: set[str]) -> float:
 
 
 def test_primary_scores_use_the_self_trained_m1s_current_behaviour(runs, tmp_path):
-    import json
     import shutil
 
     from selfsim.behavior import BEHAVIOR_FILE, PREDICTIONS_FILE, load_table, to_long
@@ -143,16 +147,16 @@ def test_primary_scores_use_the_self_trained_m1s_current_behaviour(runs, tmp_pat
     study = Study(StudyConfig.quick(**TINY), run, progress=False)
     study.run()
     assert study.timings == {}
-    pair = json.loads((run / "results.json").read_text())["pairs"][0]
+    pair = load_results(run).primary
     after, before = _greedy(path), _greedy(run / "behaviour" / "toy-m1" / BEHAVIOR_FILE)
     hand = {}
-    for cond in ("self", "cross"):
+    for cond, field in (("self", "self_trained"), ("cross", "cross_trained")):
         file = run / "predictions" / KEY / cond / PREDICTIONS_FILE
         hand[cond] = _hand_accuracy(file, after, ood)
-        assert headline(pair)[cond] == pytest.approx(hand[cond])
-        assert headline(pair, target="m1_before")[cond] == pytest.approx(_hand_accuracy(file, before, ood))
-    assert headline(pair)["self"] > headline(pair, target="m1_before")["self"]
-    assert pair["gap"]["eval_ood"]["m1_after"]["wrong"]["gap"] == pytest.approx(hand["self"] - hand["cross"])
+        assert headline(pair)[field] == pytest.approx(hand[cond])
+        assert headline(pair, target="m1_before")[field] == pytest.approx(_hand_accuracy(file, before, ood))
+    assert headline(pair)["self_trained"] > headline(pair, target="m1_before")["self_trained"]
+    assert pair.eval_ood.gap.m1_after.wrong["gap"] == pytest.approx(hand["self"] - hand["cross"])
 
 
 def test_cross_models_learn_the_self_trained_m1s_answers_on_the_training_prompts(runs):
@@ -171,20 +175,18 @@ def test_cross_models_learn_the_self_trained_m1s_answers_on_the_training_prompts
 
 
 def test_calibration_object_samples_come_from_the_self_trained_m1(runs):
-    import json
-
     from selfsim.behavior import BEHAVIOR_FILE, PREDICTIONS_FILE, load_table, to_long
     from selfsim.evaluate import calibration
 
     run = runs[0]
-    pair = json.loads((run / "results.json").read_text())["pairs"][0]
+    calib = load_results(run).primary.experiment(Calibration)
     cols = ["object_id", "value", "sample"]
     obj = to_long(load_table(run / "samples" / KEY / "self-object" / BEHAVIOR_FILE), samples=True)
     meta_dirs = {"untrained": run / "samples" / "toy-m1", "self": run / "samples" / KEY / "self", "cross": run / "samples" / KEY / "cross"}
     for cond, directory in meta_dirs.items():
         meta = to_long(load_table(directory / PREDICTIONS_FILE), samples=True).rename(columns={"answer": "value"})
         expected = calibration(obj[cols], meta[cols])
-        got = pair["calibration"][cond]
+        got = {"untrained": calib.untrained, "self": calib.self_trained, "cross": calib.cross_trained}[cond]
         assert [r["object_prob"] for r in got["pairs"]] == pytest.approx(expected.pairs["object_prob"].tolist())
         assert got["mad"] == pytest.approx(expected.mad)
 
@@ -205,31 +207,84 @@ def test_every_finetune_trains_the_configured_epochs(runs):
 
 
 def test_excluded_figures_draw_the_excluded_mode_baseline(runs):
-    import json
-
     from selfsim.report import _accuracy_table
 
-    pair = json.loads((runs[0] / "results.json").read_text())["pairs"][0]
+    pair = load_results(runs[0]).primary
     for split in ("eval_ood", "eval_id"):
         table = _accuracy_table(pair, split, "exclude")
         base = table[table["condition"] == "mode baseline"]
         assert set(base["noncompliant"]) == {"exclude"}
-        expected = [r["accuracy"] for r in pair["mode_baseline"][split]["m1_after"]["exclude"]]
+        expected = [r["accuracy"] for r in pair.split(split).mode_baseline.m1_after.exclude]
         assert base["accuracy"].tolist() == pytest.approx(expected, nan_ok=True)
 
 
 def test_headline_and_gap_carry_confidence_intervals(runs):
-    import json
-
-    results = json.loads((runs[0] / "results.json").read_text())
-    for pair in results["pairs"]:
+    results = load_results(runs[0])
+    for pair in results.pairs:
         h = headline(pair, with_ci=True)
-        for key in ("untrained", "self", "cross", "mode_baseline"):
+        for key in ("untrained", "self_trained", "cross_trained", "mode_baseline"):
             acc, low, high = h[key]
             assert low <= acc <= high
-        gap = pair["gap"]["eval_ood"]["m1_after"]["wrong"]
+        gap = pair.eval_ood.gap.m1_after.wrong
         assert gap["ci_low"] <= gap["gap"] <= gap["ci_high"] and gap["n"] > 0
-    spread = results["spread"]
-    assert len(spread["gaps"]) == len(spread["ci"]) == 2 and spread["std"] is not None
+    spread = results.spread
+    assert len(spread.gaps) == len(spread.ci) == 2 and spread.std is not None
     with pytest.raises(SelfsimError, match="unknown target"):
-        headline(results["pairs"][0], target="m2")
+        headline(results.primary, target="m2")
+
+
+# ---------------------------------------------------------------------------------------- issue 11
+def test_a_real_results_file_survives_the_json_round_trip(runs):
+    import json
+
+    from selfsim.results import StudyResults
+
+    data = json.loads((runs[0] / "results.json").read_text())
+    results = StudyResults.from_dict(data)
+    assert StudyResults.from_dict(json.loads(json.dumps(results.to_dict()))) == results
+    assert json.loads(json.dumps(results.to_dict())) == data
+
+
+def test_an_experiment_added_in_one_place_reaches_results_and_report(runs, tmp_path, monkeypatch):
+    import json
+    import shutil
+    from dataclasses import dataclass
+
+    import pandas as pd
+
+    from selfsim import report, results
+    from selfsim.study.experiments import base, register
+    from selfsim.study.scoring import unchanged
+
+    for module, name in ((base, "EXPERIMENTS"), (results, "RESULT_TYPES"), (report, "SECTIONS")):
+        monkeypatch.setattr(module, name, dict(getattr(module, name)))  # the registration below ends with the test
+
+    # --- the one place: a result type, the experiment, its report section, one register call
+    @dataclass(frozen=True)
+    class Agreement:
+        share: float
+        n_prompts: int
+
+    def agreement(ctx: base.PairContext) -> Agreement:
+        return Agreement(share=unchanged(ctx.targets["m1_before"], ctx.targets["m1_after"]), n_prompts=len(ctx.ood_ids))
+
+    def section(result: Agreement, pair: object) -> list:
+        return [("M1 and M1ft agreement (added from a test)", pd.DataFrame([{"share": result.share, "prompts": 9876}]))]
+
+    register("agreement", agreement, Agreement, section)
+    # ---
+
+    run = tmp_path / "run"
+    shutil.copytree(runs[0], run)
+    study = Study(StudyConfig.quick(**TINY), run, progress=False)
+    study.run()
+    assert study.timings == {}
+    data = json.loads((run / "results.json").read_text())
+    old = json.loads((runs[0] / "results.json").read_text())
+    added = data["pairs"][0]["experiments"].pop("agreement")
+    assert data == old and "agreement" not in data["pairs"][1]["experiments"]
+    assert 0.0 <= added["share"] <= 1.0 and added["n_prompts"] == 24
+    loaded = load_results(run).primary.experiment(Agreement)
+    assert loaded == Agreement(**added)
+    text = (run / "report.html").read_text()
+    assert "M1 and M1ft agreement (added from a test)" in text and "9876" in text

@@ -1,0 +1,54 @@
+"""Interpretability side by side on untrained, self- and cross-trained models: patching, probes, logit lens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from selfsim.io import read_json
+from selfsim.report import write_figure
+from selfsim.results import Interp
+from selfsim.study.experiments.base import PairContext, register
+
+
+def interp(ctx: PairContext) -> Interp:
+    """Patching (object -> hypothetical, final position, by layer and component), probes and logit lens
+    on held-out-task first_word prompts; figures go to figures/."""
+    from selfsim.interp.lens import lens_figure, lens_study
+    from selfsim.interp.patching import PatchConfig, heatmap, run_patching
+    from selfsim.interp.probes import probe_figure, run_probes
+    from selfsim.models import load_subject
+
+    c, st, a, b, adapters = ctx.config, ctx.stages, ctx.m1, ctx.m2, ctx.adapters
+    out = st.out / "interp"
+    chosen = [e for e in ctx.examples["eval_ood"] if e.property == "first_word"][: c.interp_prompts]
+    greedy = ctx.beh_m1[ctx.beh_m1["sample"] == -1]
+    m1 = dict(zip(greedy["object_id"], greedy["response"]))
+
+    def subjects() -> dict[str, Any]:
+        return {"untrained": load_subject(a), "self": load_subject(a, adapter=adapters["self"]),
+                "cross": load_subject(b, adapter=adapters["cross"])}
+
+    def patching() -> None:
+        config = PatchConfig(components=("resid", "attn", "mlp"), positions="final", backend="hooks", seed=c.seed)
+        result = run_patching(subjects(), chosen, config, labels=m1)
+        result.save(out / "patching")
+        figure = heatmap(result.summary(), metric="flip_rate", direction="object->hypothetical", component="resid")
+        write_figure(st.out, "patching_flip_rate_resid", figure)
+
+    def probes() -> None:
+        results = run_probes(subjects(), chosen, out / "probes", m1_responses=m1, progress=False)
+        write_figure(st.out, "probes_by_layer", probe_figure(results))
+
+    def lens() -> None:
+        tokens = [str(m1.get(e.object_id) or "").split()[0] if m1.get(e.object_id) else None for e in chosen]
+        results = lens_study(subjects(), chosen, m1_first_tokens=tokens)
+        results.to_json(out / "lens.json", orient="records", indent=1)
+        write_figure(st.out, "logit_lens", lens_figure(results))
+
+    st.stage("interp patching", out / "patching" / "summary.json", patching)
+    st.stage("interp probes", out / "probes" / "results.json", probes)
+    st.stage("interp lens", out / "lens.json", lens)
+    return Interp(patching=read_json(out / "patching" / "summary.json"), lens=read_json(out / "lens.json"))
+
+
+register("interp", interp)
