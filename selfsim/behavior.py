@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 import warnings
@@ -152,52 +153,137 @@ def predict(
     return _write_table(Path(out_dir) / PREDICTIONS_FILE, rows, PREDICTION_COLUMNS)
 
 
-def to_long(df: pd.DataFrame, *, samples: bool = False) -> pd.DataFrame:
-    """One row per (prompt, property) in the format `selfsim.evaluate` takes: greedy rows, or samples.
+Labels = dict[str, dict[str, str | None]]
 
-    A behaviour table gives object_id, task, property, value, compliant, sample, response; a
-    predictions table gives object_id, task, property, answer, compliant, sample, response.
+
+@dataclass(frozen=True)
+class BehaviorTable:
+    """A behavior (`collect`) or predictions (`predict`) table, one row per (prompt, sample), and its views.
+
+    `source` names where it was read from and `lines` the JSONL line of each row (for error messages).
     """
-    if "sample" not in df.columns:
-        raise SelfsimError(f"not a behaviour or predictions table (columns {list(df.columns)})")
-    df = df[df["sample"] >= 0] if samples else df[df["sample"] == GREEDY]
-    if "answer" in df.columns:
-        return df[LONG_PREDICTION_COLUMNS].reset_index(drop=True)
-    if "properties" not in df.columns:
-        raise SelfsimError(f"not a behaviour or predictions table (columns {list(df.columns)})")
-    records = [
-        {
-            "object_id": row["object_id"],
-            "task": row["task"],
-            "property": name,
-            "value": value,
-            "compliant": bool(row["compliant"][name]),
-            "sample": int(row["sample"]),
-            "response": row["response"],
-        }
-        for row in df.to_dict("records")
-        for name, value in row["properties"].items()
-    ]
-    return pd.DataFrame.from_records(records, columns=LONG_BEHAVIOR_COLUMNS)
+
+    df: pd.DataFrame
+    source: str = "behavior table"
+    lines: tuple[int, ...] | None = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls, path: str | Path, *, strict: bool = True) -> BehaviorTable:
+        """Read a table written by `collect` / `predict` (.jsonl or .parquet).
+
+        `strict=False` reads any rows with an `object_id` (as `labels` takes them) and keeps every column.
+        """
+        path = Path(path)
+        lines = None
+        if path.suffix != ".parquet":
+            numbered = list(iter_jsonl(path))
+            lines = tuple(n for n, _ in numbered)
+            df = pd.DataFrame.from_records([row for _, row in numbered])
+        elif path.is_file():
+            df = pd.read_parquet(path)
+            for col in ("properties", "compliant"):
+                if col in df.columns:
+                    df[col] = [json.loads(v) if isinstance(v, str) else v for v in df[col]]
+        else:
+            raise SelfsimError(f"{path}: no such file")
+        if not strict:
+            if "object_id" not in df.columns:
+                raise SelfsimError(f"{path}: not a behaviour table (no object_id column)")
+            return cls(df, str(path), lines)
+        columns = PREDICTION_COLUMNS if "example_id" in df.columns else BEHAVIOR_COLUMNS
+        missing = [c for c in columns if c not in df.columns]
+        if missing:
+            raise SelfsimError(f"{path}: not a behaviour or predictions table (missing column(s) {missing})")
+        return cls(df[columns], str(path), lines)
+
+    def greedy(self) -> pd.DataFrame:
+        """The greedy rows (sample -1; a row without a sample counts as greedy)."""
+        if "sample" not in self.df.columns:
+            return self.df
+        return self.df[self.df["sample"].isna() | (self.df["sample"] == GREEDY)]
+
+    def samples(self) -> pd.DataFrame:
+        """The sampled rows (sample >= 0)."""
+        return self.df[self.df["sample"] >= 0]
+
+    def long(self, *, samples: bool = False) -> pd.DataFrame:
+        """One row per (prompt, property) in the format `selfsim.evaluate` takes: greedy rows, or samples.
+
+        A behavior table gives object_id, task, property, value, compliant, sample, response; a
+        predictions table gives object_id, task, property, answer, compliant, sample, response.
+        """
+        if "sample" not in self.df.columns:
+            raise SelfsimError(f"{self.source}: not a behaviour or predictions table (columns {list(self.df.columns)})")
+        df = self.samples() if samples else self.greedy()
+        if "answer" in df.columns:
+            return df[LONG_PREDICTION_COLUMNS].reset_index(drop=True)
+        if "properties" not in df.columns:
+            raise SelfsimError(f"{self.source}: not a behaviour or predictions table (columns {list(df.columns)})")
+        records = [
+            {
+                "object_id": row["object_id"],
+                "task": row["task"],
+                "property": name,
+                "value": value,
+                "compliant": bool(row["compliant"][name]),
+                "sample": int(row["sample"]),
+                "response": row["response"],
+            }
+            for row in df.to_dict("records")
+            for name, value in row["properties"].items()
+        ]
+        return pd.DataFrame.from_records(records, columns=LONG_BEHAVIOR_COLUMNS)
+
+    def labels(self) -> Labels:
+        """Greedy property values per object prompt, {object_id: {property: value or None}}.
+
+        Rows hold a `properties` {property: value} mapping or a long-form `property` / `value`
+        (/ `compliant`) triple; two different values for one (object, property) raise.
+        """
+        labels: Labels = {}
+        for index, row in self.greedy().iterrows():
+            where = f"{self.source}:{self.lines[index]}" if self.lines else f"{self.source} row {index}"
+            object_id = row.get("object_id")
+            if not isinstance(object_id, str):
+                raise SelfsimError(f"{where}: behaviour row has no object_id")
+            if isinstance(row.get("properties"), dict):
+                values = row["properties"]
+            elif isinstance(row.get("property"), str):
+                compliant = row.get("compliant")
+                values = {row["property"]: None if compliant is False else row.get("value")}
+            else:
+                raise SelfsimError(
+                    f"{where}: behaviour row has neither `properties` {{property: value}} nor `property` and `value`"
+                )
+            slot = labels.setdefault(object_id, {})
+            for prop, value in values.items():
+                value = None if value is None or value == "" or (isinstance(value, float) and math.isnan(value)) else str(value)
+                if prop in slot and slot[prop] != value:
+                    raise SelfsimError(
+                        f"{where}: conflicting labels for object {object_id} property {prop}: "
+                        f"{slot[prop]!r} vs {value!r}; a behaviour table must hold one model's greedy answers"
+                    )
+                slot[prop] = value
+        if not labels:
+            raise SelfsimError(f"{self.source}: no greedy (sample == -1) behaviour rows")
+        return labels
+
+    def responses(self) -> dict[str, str]:
+        """The greedy response of each object prompt, {object_id: response}."""
+        greedy = self.greedy()
+        if not {"object_id", "response"} <= set(greedy.columns):
+            raise SelfsimError(f"{self.source} is not a behaviour table: it needs object_id and response columns")
+        return dict(zip(greedy["object_id"], greedy["response"]))
+
+
+def to_long(df: pd.DataFrame, *, samples: bool = False) -> pd.DataFrame:
+    """`BehaviorTable(df).long(samples=...)` (kept for callers that hold a DataFrame)."""
+    return BehaviorTable(df).long(samples=samples)
 
 
 def load_table(path: str | Path) -> pd.DataFrame:
-    """Read a behaviour or predictions table written by `collect` / `predict` (.jsonl or .parquet)."""
-    path = Path(path)
-    if path.suffix != ".parquet":
-        df = pd.DataFrame.from_records([row for _, row in iter_jsonl(path)])
-    elif path.is_file():
-        df = pd.read_parquet(path)
-        for col in ("properties", "compliant"):
-            if col in df.columns:
-                df[col] = [json.loads(v) if isinstance(v, str) else v for v in df[col]]
-    else:
-        raise SelfsimError(f"{path}: no such file")
-    columns = PREDICTION_COLUMNS if "example_id" in df.columns else BEHAVIOR_COLUMNS
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise SelfsimError(f"{path}: not a behaviour or predictions table (missing column(s) {missing})")
-    return df[columns]
+    """`BehaviorTable.load(path).df` (kept for callers that want the DataFrame)."""
+    return BehaviorTable.load(path).df
 
 
 def adapter_digest(adapter_dir: str | Path | None) -> str | None:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from selfsim.errors import SelfsimError
+from selfsim.tasks.registry import DEFAULT_MAX_NEW_TOKENS, answer_budget
+from selfsim.tasks.registry import META_MAX_NEW_TOKENS, TOY_MAX_NEW_TOKENS  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     import torch
@@ -33,29 +35,6 @@ if TYPE_CHECKING:
     from selfsim.models import Subject
 
 GREEDY = -1
-# Token budgets per object-level task: sequence answers are five short words, multiple-choice and
-# ethical-stance answers one letter, stories a sentence. Tasks of the toy dialect answer in a few
-# words; anything else gets DEFAULT_MAX_NEW_TOKENS.
-MAX_NEW_TOKENS: dict[str, int] = {
-    "wikipedia_long": 24,
-    "colors_long": 16,
-    "countries_long": 24,
-    "animals_long": 16,
-    "english_words_long": 24,
-    "stories_sentences": 48,
-    "arc_challenge": 4,
-    "arc_challenge_non_cot": 4,
-    "mmlu": 4,
-    "mmlu_non_cot": 4,
-    "power_seeking": 4,
-    "wealth_seeking": 4,
-    "myopic_reward": 4,
-    "survival_instinct": 4,
-    "numbers": 8,
-}
-TOY_MAX_NEW_TOKENS = 8
-META_MAX_NEW_TOKENS = 8
-DEFAULT_MAX_NEW_TOKENS = 32
 
 
 @dataclass(frozen=True)
@@ -82,14 +61,8 @@ class GenerationConfig:
 
 
 def token_budget(task: str, dialect: str, override: int | None = None, *, meta: bool = False) -> int:
-    """max_new_tokens for a prompt: the override, else the meta, toy or per-task budget."""
-    if override is not None:
-        return override
-    if meta:
-        return META_MAX_NEW_TOKENS
-    if dialect == "toy":
-        return TOY_MAX_NEW_TOKENS
-    return MAX_NEW_TOKENS.get(task, DEFAULT_MAX_NEW_TOKENS)
+    """max_new_tokens for a prompt: the override, else the task's own budget (`selfsim.tasks.answer_budget`)."""
+    return override if override is not None else answer_budget(task, dialect, meta=meta)
 
 
 def sample_seed(seed: int, key: str, sample: int) -> int:

@@ -30,7 +30,7 @@ from selfsim.cli import main
 from selfsim.errors import SelfsimError
 from selfsim.examples import Example, save_examples
 from selfsim.generation import Generation
-from selfsim.io import read_jsonl
+from selfsim.io import read_jsonl, write_jsonl
 from test_generation import animal_prompts, lively, lively_dir  # noqa: F401  (fixtures)
 
 PAPER_DATASET = Path(__file__).resolve().parents[2] / "shared" / "paper_dataset"
@@ -363,3 +363,24 @@ def test_toy_model_answers_a_sample_of_the_released_rows(tmp_path):
     assert len(df) == 12 and set(df["task"]) == {"animals_long", "arc_challenge"}
     long = to_long(df)
     assert long["compliant"].dtype == bool
+
+
+def test_behavior_table_views(lively, tmp_path):
+    from selfsim.behavior import BehaviorTable
+    from selfsim.finetune import load_labels
+
+    examples = toy_examples(4)
+    df = collect(lively, examples, out_dir=tmp_path, samples=2, progress=False)
+    table = BehaviorTable.load(tmp_path / BEHAVIOR_FILE)
+    pd.testing.assert_frame_equal(table.df, df)
+    assert (table.greedy()["sample"] == -1).all() and len(table.greedy()) == 4
+    assert sorted(set(table.samples()["sample"])) == [0, 1] and len(table.samples()) == 8
+    greedy = df[df["sample"] == -1]
+    assert table.labels() == dict(zip(greedy["object_id"], greedy["properties"])) == load_labels(tmp_path / BEHAVIOR_FILE)
+    assert table.responses() == dict(zip(greedy["object_id"], greedy["response"]))
+    keys = ["object_id", "property"]
+    pd.testing.assert_frame_equal(table.long().sort_values(keys, ignore_index=True), to_long(df).sort_values(keys, ignore_index=True))
+    assert BehaviorTable.load(tmp_path / "behavior.parquet").labels() == table.labels()
+    with pytest.raises(SelfsimError, match="not a behaviour table"):
+        write_jsonl(tmp_path / "bad.jsonl", [{"x": 1}])
+        BehaviorTable.load(tmp_path / "bad.jsonl", strict=False)

@@ -12,6 +12,7 @@ from selfsim import properties
 from selfsim.errors import SelfsimError
 from selfsim.examples import Example
 from selfsim.properties import PROPERTIES, clean, get
+from test_generation import lively, lively_dir  # noqa: F401  (fixtures)
 
 SPEC_PROPERTIES = {
     "first_character", "second_character", "third_character", "first_word", "second_word", "third_word",
@@ -240,3 +241,46 @@ def test_a_space_is_never_a_compliant_character_value(prop: str) -> None:
         assert value != " " and (value is None or p.meta_compliant(value))
     assert not get("second_character").object_compliant("A dog")
     assert get("second_character").extract("Ox, hen") == "x"
+
+
+@pytest.fixture
+def last_word():
+    """A new property registered in ONE place: the registry."""
+
+    def value(response: str, example: Example | None = None) -> str | None:
+        words = clean(response).split()
+        return words[-1] if words else None
+
+    prop = properties.register(properties.Property(
+        "last_word", "What is the last word of the response you gave? Respond only with that word.",
+        value=value, shape="word", answers=("sequence",),
+    ))
+    yield prop
+    properties.unregister("last_word")
+
+
+def test_a_registered_property_reaches_tasks_import_and_evaluation(last_word, lively, tmp_path):
+    from selfsim import evaluate
+    from selfsim.behavior import collect, predict, to_long
+    from selfsim.tasks import generate, get_task
+    from selfsim.tasks.paper import parse_paper_file
+
+    assert "last_word" in get_task("animals_long").properties and "last_word" not in get_task("mmlu").properties
+    assert parse_paper_file(tmp_path / "test" / "animals_long_last_word.jsonl").property == "last_word"
+    examples = generate("animals_long", "last_word", n=4, seed=0)
+    assert examples[0].hypothetical_messages[-1]["content"].endswith("the last word of the response you gave? "
+                                                                      "Respond only with that word.\n")
+    behaviour = collect(lively, examples, out_dir=tmp_path, progress=False)
+    assert [row["last_word"] for row in behaviour["properties"]] == [
+        last_word.extract(r) for r in behaviour["response"]]
+    predictions = predict(lively, examples, out_dir=tmp_path, progress=False)
+    accuracy = evaluate.hypothetical_accuracy(evaluate.score(to_long(predictions), to_long(behaviour)), n_boot=10)
+    row = accuracy[(accuracy["task"] == "animals_long") & (accuracy["property"] == "last_word")]
+    assert len(row) == 1 and int(row["n"].iloc[0]) == 4
+
+
+def test_register_refuses_a_taken_name():
+    with pytest.raises(SelfsimError, match="'first_word' is already registered"):
+        properties.register(PROPERTIES["first_word"])
+    assert properties.names("choice") == ("among_a_or_c", "among_b_or_d", "identity")
+    assert properties.names(options=True) == ("among_a_or_c", "among_b_or_d", "ethical_stance", "identity")

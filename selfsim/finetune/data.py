@@ -1,7 +1,7 @@
 """Training pairs (hypothetical prompt H(P, f) -> f(M(P))) and their token-level encoding.
 
-Labels come from a behaviour table written by `selfsim collect` (`behavior.jsonl`). Only greedy rows
-(`sample == -1`, or no `sample` column) are read, and only their `object_id` and either a
+Labels come from a behaviour table written by `selfsim collect` (`behavior.jsonl`), read by
+`selfsim.behavior.BehaviorTable.labels`: greedy rows only, each with its `object_id` and either a
 `properties` {property: value} mapping or a long-format `property` / `value` (/ `compliant`) triple.
 A value of None (a non-compliant object-level answer) leaves that (P, f) pair unlabelled.
 """
@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from selfsim.errors import SelfsimError
 from selfsim.examples import Example, Messages
-from selfsim.io import iter_jsonl
 
 if TYPE_CHECKING:
     import torch
@@ -48,33 +47,9 @@ class TrainItem:
 
 def load_labels(path: str | Path) -> Labels:
     """Greedy property values per object prompt, {object_id: {property: value or None}}, from a behaviour table."""
-    labels: Labels = {}
-    for lineno, row in iter_jsonl(path):
-        if row.get("sample", -1) != -1:
-            continue
-        object_id = row.get("object_id")
-        if not isinstance(object_id, str):
-            raise SelfsimError(f"{path}:{lineno}: behaviour row has no object_id")
-        if isinstance(row.get("properties"), dict):
-            values = row["properties"]
-        elif isinstance(row.get("property"), str):
-            values = {row["property"]: row.get("value") if row.get("compliant", True) else None}
-        else:
-            raise SelfsimError(
-                f"{path}:{lineno}: behaviour row has neither `properties` {{property: value}} nor `property` and `value`"
-            )
-        slot = labels.setdefault(object_id, {})
-        for prop, value in values.items():
-            value = None if value is None or value == "" else str(value)
-            if prop in slot and slot[prop] != value:
-                raise SelfsimError(
-                    f"{path}:{lineno}: conflicting labels for object {object_id} property {prop}: "
-                    f"{slot[prop]!r} vs {value!r}; a behaviour table must hold one model's greedy answers"
-                )
-            slot[prop] = value
-    if not labels:
-        raise SelfsimError(f"{path}: no greedy (sample == -1) behaviour rows")
-    return labels
+    from selfsim.behavior import BehaviorTable
+
+    return BehaviorTable.load(path, strict=False).labels()
 
 
 def build_training_set(

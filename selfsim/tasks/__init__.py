@@ -1,12 +1,12 @@
 """Object-level tasks: the registry, seeded generators, and the paper's JSONL import.
 
 `TASKS` holds every task of the paper (train and held-out test) plus the toy world's own; each
-entry says its split, properties and whether selfsim can generate it (`generate`) or needs the
+entry says its split, kind of answer (hence its properties), answer token budget and whether selfsim can generate it (`generate`) or needs the
 paper's rows (`selfsim.tasks.paper.import_paper_jsonl`).
 """
 
 from selfsim.tasks.generate import generatable, generate, hypothetical_messages
-from selfsim.tasks.registry import ALIASES, DIALECTS, TASKS, Generator, Task, get_task, meta_question
+from selfsim.tasks.registry import ALIASES, DIALECTS, TASKS, Generator, Task, answer_budget, get_task, meta_question
 
 __all__ = [
     "ALIASES",
@@ -14,6 +14,7 @@ __all__ = [
     "TASKS",
     "Generator",
     "Task",
+    "answer_budget",
     "generatable",
     "generate",
     "get_task",

@@ -7,7 +7,8 @@ and `behavioral_property` (release names such as `arc_challenge_non_cot` map to 
 file named `<task>_<property>.jsonl` must agree with them (a conflict is an error naming both), any
 other name is fine. The split comes from the parent folder (`train`/`test`), else the registry. `option_matching_ethical_stance` is kept only for `ethical_stance` rows:
 upstream fills it with unrelated values elsewhere. For multiple-choice rows the option letters of
-the prompt ("A - ...") go to `meta["options"]`.
+the prompt ("A - ...") go to `meta["options"]` (rows of a property that reads option letters, or of a
+task with options).
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from selfsim.errors import SelfsimError
 from selfsim.examples import Example, Messages
 from selfsim.io import iter_jsonl
 from selfsim.properties import PROPERTIES
+from selfsim.properties import names as property_names
 from selfsim.tasks.registry import ALIASES, TASKS
 
 REQUIRED_FIELDS = ("original_question", "object_level_prompt", "hypothetical_prompt", "behavioral_property")
 SPLITS = ("train", "test")
-OPTION_PROPERTIES = ("among_a_or_c", "among_b_or_d", "ethical_stance", "identity")
 _OPTION = re.compile(r"^([A-Z]) - ", re.MULTILINE)
 
 
@@ -127,7 +128,7 @@ def _messages(value: Any, name: str) -> Messages:
 
 def _options(task_name: str, prop: str, object_messages: Messages) -> str:
     task = TASKS.get(task_name)
-    if prop not in OPTION_PROPERTIES and not (task and task.options):
+    if prop not in property_names(options=True) and not (task and task.options):
         return ""
     letters = "".join(_OPTION.findall(object_messages[-1]["content"]))
     return letters or (task.options if task else "")

@@ -10,9 +10,15 @@ from typing import Any
 from selfsim.errors import SelfsimError
 from selfsim.io import write_json
 from selfsim.toy.corpus import KINDS
-from selfsim.toy.language import FAMILIES
+from selfsim.toy.language import FAMILIES, TOY_PROPERTIES
 
 CONFIG_FILE = "toy_config.json"
+# Corpus weight of each toy property's questions (every one of `TOY_PROPERTIES` needs one).
+PROPERTY_WEIGHTS: dict[str, float] = {
+    "first_character": 0.055, "second_character": 0.055, "third_character": 0.055,
+    "first_word": 0.08, "second_word": 0.135, "third_word": 0.165,
+    "starts_with_vowel": 0.065, "is_even": 0.06,
+}
 
 
 def default_mixture() -> dict[str, float]:
@@ -23,9 +29,7 @@ def default_mixture() -> dict[str, float]:
     """
     weights = {task: 0.035 for task in FAMILIES}
     weights.update({"choice": 0.15, "numbers": 0.04})
-    weights.update({p: 0.055 for p in ("first_character", "second_character", "third_character")})
-    weights.update({"first_word": 0.08, "second_word": 0.135, "third_word": 0.165})
-    weights.update({"starts_with_vowel": 0.065, "is_even": 0.06})
+    weights.update({p: PROPERTY_WEIGHTS[p] for p in TOY_PROPERTIES})
     return weights
 
 

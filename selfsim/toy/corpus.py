@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from selfsim.errors import SelfsimError
+from selfsim.properties import get as get_property
 from selfsim.toy.language import (
     CHOICE_LABELS,
     FAMILIES,
@@ -89,19 +90,10 @@ def sample_object(rng: random.Random, task: str) -> Document:
 
 
 def visible_value(prop: str, text: str) -> str | None:
-    """The value of a toy property of a clean toy string (None where undefined)."""
-    words = text.split()
-    if prop.endswith("_character"):
-        i = ("first", "second", "third").index(prop.split("_")[0])
-        return text[i] if i < len(text) else None
-    if prop.endswith("_word"):
-        i = ("first", "second", "third").index(prop.split("_")[0])
-        return words[i] if i < len(words) else None
-    if prop == "starts_with_vowel":
-        return "true" if text[0] in VOWELS else "false"
-    if prop == "is_even":
-        return "even" if int(text) % 2 == 0 else "odd"
-    raise SelfsimError(f"the toy world has no property {prop!r}; valid properties are {', '.join(TOY_PROPERTIES)}")
+    """The value of a toy property of a clean toy string (None where undefined): the registry's extraction."""
+    if prop not in TOY_PROPERTIES:
+        raise SelfsimError(f"the toy world has no property {prop!r}; valid properties are {', '.join(TOY_PROPERTIES)}")
+    return get_property(prop).extract(text)
 
 
 def _words(rng: random.Random, n: int) -> list[str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from selfsim.errors import SelfsimError
+from selfsim.properties import PROPERTIES
 
 FAMILIES: dict[str, tuple[str, ...]] = {
     "animals": (
@@ -52,11 +53,7 @@ FAMILY_LABELS: dict[str, str] = {
     "countries": "countries",
     "english_words": "words",
 }
-TOY_PROPERTIES: tuple[str, ...] = (
-    "first_character", "second_character", "third_character",
-    "first_word", "second_word", "third_word",
-    "starts_with_vowel", "is_even",
-)
+# The toy world's words for registered properties (`selfsim.properties`); every word is in TEMPLATE_WORDS.
 PROPERTY_NOUNS: dict[str, str] = {
     "first_character": "first character",
     "second_character": "second character",
@@ -67,6 +64,8 @@ PROPERTY_NOUNS: dict[str, str] = {
     "starts_with_vowel": "vowel start",
     "is_even": "parity",
 }
+# The properties the toy world can ask about: the registry's, in registry order, that have a toy noun.
+TOY_PROPERTIES: tuple[str, ...] = tuple(p for p in PROPERTIES if p in PROPERTY_NOUNS)
 CHOICE_LABELS: tuple[str, ...] = ("a", "b", "c", "d")
 NUMBERS: tuple[str, ...] = tuple(str(n) for n in range(100))
 LETTERS: tuple[str, ...] = tuple("abcdefghijklmnopqrstuvwxyz")

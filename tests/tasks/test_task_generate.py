@@ -158,11 +158,11 @@ def test_toy_dialect_refuses_properties_it_cannot_ask() -> None:
 
 
 def test_too_few_distinct_prompts() -> None:
-    tiny = Task("tiny", "train", ("first_word",), "two prompts only",
+    tiny = Task("tiny", "train", "sequence", "two prompts only",
                 generators={"paper": Generator(sample(lambda: ("a", "b"), (1, 1), True), prompts.paper_sequence("{text}\n"))})
-    assert len(generate(tiny, n=2)) == 2
+    assert len(generate(tiny, "first_word", n=2)) == 2
     with pytest.raises(SelfsimError, match="only 2 distinct prompts of the 3"):
-        generate(tiny, n=3)
+        generate(tiny, "first_word", n=3)
 
 
 def test_examples_round_trip_through_jsonl(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ import pytest
 from selfsim.errors import SelfsimError
 from selfsim.properties import PROPERTIES
 from selfsim.tasks import ALIASES, TASKS, get_task, meta_question
-from selfsim.tasks.registry import SEQUENCE_PROPERTIES
+from selfsim.generation import token_budget
+from selfsim.tasks.registry import META_MAX_NEW_TOKENS, TOY_MAX_NEW_TOKENS, answer_budget
 from selfsim.tasks.words import load_words
 
 SPEC_SPLITS = {
@@ -15,6 +16,16 @@ SPEC_SPLITS = {
     "power_seeking": "train", "wealth_seeking": "train", "numbers": "train",
     "animals_long": "test", "english_words_long": "test", "stories_sentences": "test", "mmlu": "test",
     "myopic_reward": "test", "survival_instinct": "test",
+}
+SEQUENCE_PROPERTIES = (
+    "first_character", "second_character", "third_character", "first_word", "second_word", "third_word",
+    "starts_with_vowel",
+)
+# The paper dialect's answer budgets (max_new_tokens), as before they moved onto the tasks.
+PAPER_BUDGETS = {
+    "wikipedia_long": 24, "colors_long": 16, "countries_long": 24, "animals_long": 16, "english_words_long": 24,
+    "stories_sentences": 48, "arc_challenge": 4, "mmlu": 4, "power_seeking": 4, "wealth_seeking": 4,
+    "myopic_reward": 4, "survival_instinct": 4, "numbers": 8, "toy_choice": 32,
 }
 GENERATED = {"colors_long", "countries_long", "numbers", "animals_long", "english_words_long"}
 
@@ -69,3 +80,14 @@ def test_shipped_word_lists(name: str, size: int) -> None:
 def test_unknown_word_list() -> None:
     with pytest.raises(SelfsimError, match="no word list 'birds'"):
         load_words("birds")
+
+
+def test_each_task_carries_its_answer_budget() -> None:
+    assert {name: task.max_new_tokens for name, task in TASKS.items()} == PAPER_BUDGETS
+    for name, task in TASKS.items():
+        assert token_budget(name, "paper") == task.budget("paper") == PAPER_BUDGETS[name]
+        assert token_budget(name, "toy") == task.budget("toy") == TOY_MAX_NEW_TOKENS == 8
+        assert token_budget(name, "paper", meta=True) == META_MAX_NEW_TOKENS == 8
+    assert answer_budget("arc_challenge_non_cot", "paper") == answer_budget("mmlu_non_cot", "paper") == 4
+    assert answer_budget("not_a_task", "paper") == 32 and answer_budget("not_a_task", "toy") == 8
+    assert token_budget("stories_sentences", "paper", 3) == 3

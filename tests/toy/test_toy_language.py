@@ -102,3 +102,27 @@ def test_pretraining_corpus_never_contains_the_hypothetical_form(name):
         seen.update(doc.answer.split())
     assert not set(HYPOTHETICAL_WORDS) & set(seen)
     assert set(seen) <= set(vocabulary())
+
+
+def test_corpus_stream_is_unchanged_and_uses_the_property_registry():
+    """The pretraining stream that built checkpoints/ (digest of seed 0, 8 batches of 64, pinned before the
+    property registry took over the toy extraction) and the registry's extraction on every property answer."""
+    import hashlib
+    import random
+
+    from selfsim.properties import get
+    from selfsim.toy.config import default_mixture
+
+    digest = hashlib.sha256()
+    for batch in iter_batches(0, default_mixture(), 64, 8):
+        for doc in batch:
+            digest.update(f"{doc.kind}|{doc.content}|{doc.answer}\n".encode())
+    assert digest.hexdigest() == "b6a1e820d3b494074d164fb19a5ac139ae4504ca26242043d3513b9b98e23999"
+    assert list(default_mixture())[-len(TOY_PROPERTIES):] == list(TOY_PROPERTIES)
+    rng = random.Random(0)
+    for prop in TOY_PROPERTIES:
+        for _ in range(50):
+            doc = sample_property(rng, prop)
+            assert doc.answer == get(prop).extract(doc.content.split(" : ", 1)[1].removesuffix(" ?"))
+    with pytest.raises(SelfsimError, match="the toy world has no property 'identity'"):
+        visible_value("identity", "fox")
