@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from selfsim.errors import SelfsimError
+from selfsim.interp.backends.registry import DEFAULT_BACKEND, check_backend
 from selfsim.io import clean_orphans, read_json, stabilize_safetensors, temp_prefix, write_json
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ class CacheConfig:
     shard_fraction: float = 0.5
     forward_fraction: float = 0.3
     batch_size: int = 16
-    backend: str = "hooks"
+    backend: str = DEFAULT_BACKEND
 
     def __post_init__(self) -> None:
         if not self.sites:
@@ -75,6 +76,7 @@ class CacheConfig:
             )
         if self.batch_size < 1 or self.budget_bytes < 1:
             raise SelfsimError("batch_size and budget_bytes must be positive")
+        check_backend(self.backend)
 
 
 def resolve_positions(lengths: Sequence[int], positions: Sequence[Sequence[int]]) -> torch.Tensor:

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from selfsim.errors import SelfsimError
+from selfsim.interp.backends.registry import DEFAULT_BACKEND
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -50,7 +51,7 @@ def logit_lens(
     targets: Sequence[int],
     *,
     layers: Sequence[int] | None = None,
-    backend: str = "hooks",
+    backend: str = DEFAULT_BACKEND,
     batch_size: int = 32,
 ) -> LensResult:
     """The lens at the final position of each rendered prompt, scored against one target token id each."""
@@ -81,7 +82,7 @@ def lens_study(
     *,
     m1_first_tokens: Sequence[str | None] | None = None,
     layers: Sequence[int] | None = None,
-    backend: str = "hooks",
+    backend: str = DEFAULT_BACKEND,
 ) -> pd.DataFrame:
     """Tidy lens results: one row per (subject, run kind, label source, layer) with mean rank, prob, top-1 rate.
 
@@ -89,8 +90,8 @@ def lens_study(
     token on P) and M1's (`m1_first_tokens`, strings; default: the first subject's own). Subjects
     are a {label: Subject} mapping or a list.
     """
+    from selfsim.interp.answers import model_labels
     from selfsim.interp.pairs import match_all
-    from selfsim.interp.patching import model_labels
 
     records = []
     for label, subject in model_labels(subjects).items():
@@ -117,8 +118,8 @@ def lens_study(
 
 
 def _token_id(subject: Subject, prompt: Prompt, token: str | None) -> int:
-    """The first token id of `token` as it continues the object prompt (`patching.value_token`), or -1."""
-    from selfsim.interp.patching import value_token
+    """The first token id of `token` as it continues the object prompt (`answers.value_token`), or -1."""
+    from selfsim.interp.answers import value_token
 
     try:
         return value_token(subject, prompt, token)

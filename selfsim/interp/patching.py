@@ -14,9 +14,9 @@ property's own extraction (`selfsim.properties`), as in the behavioural study. `
 off M1's answer from a label table (object_id -> response). The self-simulation signature is a
 hypothetical answer that follows `own` whoever trained the model.
 Each target gives a donor token and a recipient token: the first token of each value string as
-the tokenizer continues the recipient's prompt. Metrics at the final position: `logit_diff` =
-logit(donor token) - logit(recipient token), `prob_donor`, `flip` (argmax == donor token), each
-also for the unpatched run (`*_clean`). Rows whose two tokens coincide carry no signal
+the tokenizer continues the recipient's prompt. Metrics at the final position come from the
+registry in `selfsim.interp.metrics`: `logit_diff` = logit(donor token) - logit(recipient token),
+`prob_donor`, `flip` (argmax == donor token), each also for the unpatched run (`*_clean`). Rows whose two tokens coincide carry no signal
 (`informative=False`) and summaries leave them out, counting them: `n_missing` rows lack a value
 (no extractable f, or no M1 label) on the donor or recipient side, `n_same` rows have equal tokens. The last layer's output at the final position
 *is* the next-token distribution: patching it from an object donor copies the object answer by
@@ -29,7 +29,6 @@ per site). Donor activations come from one read pass over the donors.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -41,8 +40,10 @@ import torch
 
 from selfsim.errors import SelfsimError
 from selfsim.examples import Example
-from selfsim.interp.pairs import MatchedPair, Prompt, align, batch_of, match_all, padded, pair_up, tokenize
-from selfsim.interp.tracing import BACKENDS, Batch, Patch, Tracer, get_tracer
+from selfsim.interp.answers import greedy_answers, model_labels, property_value, value_token
+from selfsim.interp.metrics import METRICS, figure_columns, token_metrics
+from selfsim.interp.pairs import MatchedPair, Prompt, align, batch_of, match_all, padded, pair_up
+from selfsim.interp.tracing import DEFAULT_BACKEND, Batch, Patch, Tracer, check_backend, get_tracer
 from selfsim.io import atomic_open, read_json, write_json
 from selfsim.models import COMPONENTS
 
@@ -77,7 +78,7 @@ class PatchConfig:
     components: tuple[str, ...] = ("resid",)
     layers: tuple[int, ...] | None = None
     positions: str | int = "final"
-    backend: str = "nnsight"
+    backend: str = DEFAULT_BACKEND
     max_new_tokens: int | None = None
     max_rows: int = 256
     seed: int = 0
@@ -90,8 +91,7 @@ class PatchConfig:
         _check_choices("component", self.components, COMPONENTS)
         if not isinstance(self.positions, int) and self.positions not in POSITIONS:
             raise SelfsimError(f"unknown positions {self.positions!r}; valid: {', '.join(POSITIONS)} or an integer")
-        if self.backend not in BACKENDS:
-            raise SelfsimError(f"unknown backend {self.backend!r}; valid backends are {', '.join(BACKENDS)}")
+        check_backend(self.backend)
         if (self.max_new_tokens is not None and self.max_new_tokens < 1) or self.max_rows < 1:
             raise SelfsimError(f"max_new_tokens (None = the task's budget) and max_rows must be at least 1, "
                                f"got {self.max_new_tokens} and {self.max_rows}")
@@ -190,45 +190,13 @@ def chunks(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
         yield items[start : start + size]
 
 
-def greedy_answers(subject: Subject, pairs: Sequence[MatchedPair], max_new_tokens: int | None = None,
-                   batch_size: int = 16) -> list[str]:
-    """Each pair's full greedy object-level answer (`selfsim.generation`, the task's token budget unless
-    `max_new_tokens` is given), generated once per distinct object prompt; in pair order."""
-    from selfsim.generation import GREEDY, Request, generate_batch, token_budget
-
-    requests: dict[tuple[int, ...], Request] = {}
-    for m in pairs:
-        budget = token_budget(m.example.task, m.example.dialect, max_new_tokens)
-        requests.setdefault(m.object.ids, Request(m.example.object_id, m.object.ids, GREEDY, budget))
-    unique = list(requests.values())
-    answers: dict[tuple[int, ...], str] = {}
-    for rows in chunks(unique, batch_size):
-        for request, generation in zip(rows, generate_batch(subject, rows)):
-            answers[request.ids] = generation.response
-    return [answers[m.object.ids] for m in pairs]
-
-
-def value_token(subject: Subject, prompt: Prompt, value: str | None) -> int:
-    """First token of `value` as the tokenizer continues `prompt` (also tried after a space); -1 for None."""
-    if value is None or not value.strip():
-        return -1
-    n = prompt.length
-    for text in (prompt.text + value, prompt.text + " " + value):
-        ids = tokenize(subject, text)
-        if len(ids) > n and tuple(ids[:n]) == prompt.ids:
-            return ids[n]
-    raise SelfsimError(f"the value {value!r} does not continue the prompt {prompt.text[-40:]!r} with a token of its own")
-
-
 def target_value(kind: str, pair: MatchedPair, response: str | None) -> str | None:
     """What a run of `kind` should answer given an object-level response: f(response), or the response itself."""
     if response is None:
         return None
     if kind == "object":
         return response
-    from selfsim.properties import get
-
-    return get(pair.example.property).extract(response, pair.example)
+    return property_value(pair.example, response)
 
 
 def make_slots(recipient: Prompt, donor: Prompt, width_r: int, width_d: int) -> list[Slot]:
@@ -294,22 +262,6 @@ def prepare(
     return Setup(subject, tracer, model, direction, matched, index_pairs, recipients, donors, slots, values, tokens, max_rows)
 
 
-def token_metrics(logits: torch.Tensor, donor: torch.Tensor, recipient: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per row of [n, vocab] logits: logit_diff, prob_donor, flip and the argmax; token -1 gives NaN / False."""
-    logits = logits.float()
-    d, r = donor.clamp(min=0)[:, None], recipient.clamp(min=0)[:, None]
-    diff = (logits.gather(1, d) - logits.gather(1, r))[:, 0]
-    prob = torch.softmax(logits, -1).gather(1, d)[:, 0]
-    argmax = logits.argmax(-1)
-    nan = torch.tensor(math.nan)
-    return {
-        "logit_diff": torch.where((donor >= 0) & (recipient >= 0), diff, nan),
-        "prob_donor": torch.where(donor >= 0, prob, nan),
-        "flip": (argmax == donor) & (donor >= 0),
-        "argmax": argmax,
-    }
-
-
 def row_specs(setup: Setup, components: Sequence[str], layers: Sequence[int], positions: str | int) -> list[RowSpec]:
     """Every patched row: pair x component x layer x position group."""
     return [
@@ -352,6 +304,7 @@ def patch_rows(
     donor_acts = setup.donor_activations(sites)
     clean = setup.clean_logits()
     clean_metrics = {t: token_metrics(clean, tok[:, 0], tok[:, 1]) for t, tok in setup.tokens.items()}
+    clean_values = {t: {name: cm[name].tolist() for name in METRICS} for t, cm in clean_metrics.items()}
     records: dict[str, list[dict[str, Any]]] = {target: [] for target in setup.tokens}
     convert = setup.subject.tokenizer.convert_ids_to_tokens
     batches = list(chunks(specs, setup.max_rows))
@@ -361,8 +314,9 @@ def patch_rows(
         pair_idx = torch.tensor([s.pair for s in batch_specs])
         for target, tok in setup.tokens.items():
             m = token_metrics(logits, tok[pair_idx, 0], tok[pair_idx, 1])
-            c = clean_metrics[target]
             answers = convert(m["argmax"].tolist())
+            patched = {name: m[name].tolist() for name in METRICS}
+            unpatched = clean_values[target]
             for i, spec in enumerate(batch_specs):
                 k = spec.pair
                 r, d = setup.index_pairs[k]
@@ -383,12 +337,8 @@ def patch_rows(
                         "donor_value": dv,
                         "recipient_value": rv,
                         "informative": bool(tok[k, 0] >= 0 and tok[k, 1] >= 0 and tok[k, 0] != tok[k, 1]),
-                        "logit_diff": float(m["logit_diff"][i]),
-                        "logit_diff_clean": float(c["logit_diff"][k]),
-                        "prob_donor": float(m["prob_donor"][i]),
-                        "prob_donor_clean": float(c["prob_donor"][k]),
-                        "flip": bool(m["flip"][i]),
-                        "flip_clean": bool(c["flip"][k]),
+                        **{col: v for name in METRICS
+                           for col, v in ((name, patched[name][i]), (f"{name}_clean", unpatched[name][k]))},
                         "answer": answers[i],
                     }
                 )
@@ -400,18 +350,14 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     n_missing / n_same: the rows left out for a missing value or for coinciding tokens (a group with
     no informative row stays, with n = 0 and no means)."""
     informative = rows[rows["informative"]].copy()
-    informative["delta"] = informative["logit_diff"] - informative["logit_diff_clean"]
-    grouped = informative.groupby(SUMMARY_KEYS, sort=True)
-    out = grouped.agg(
-        n=("pair", "size"),
-        logit_diff=("logit_diff", "mean"),
-        logit_diff_clean=("logit_diff_clean", "mean"),
-        delta=("delta", "mean"),
-        prob_donor=("prob_donor", "mean"),
-        prob_donor_clean=("prob_donor_clean", "mean"),
-        flip_rate=("flip", "mean"),
-        flip_rate_clean=("flip_clean", "mean"),
-    )
+    means: dict[str, tuple[str, str]] = {"n": ("pair", "size")}
+    for m in METRICS.values():
+        means[m.summary] = (m.name, "mean")
+        means[f"{m.summary}_clean"] = (f"{m.name}_clean", "mean")
+        if m.delta:
+            informative[m.delta] = informative[m.name] - informative[f"{m.name}_clean"]
+            means[m.delta] = (m.delta, "mean")
+    out = informative.groupby(SUMMARY_KEYS, sort=True).agg(**means)
     left_out = rows.assign(
         missing=rows["donor_value"].isna() | rows["recipient_value"].isna(),
         same=~rows["informative"] & rows["donor_value"].notna() & rows["recipient_value"].notna(),
@@ -445,7 +391,7 @@ class PatchResult:
         self.config.save(out / "config.json")
         written += [out / "summary.json", out / "config.json"]
         for (direction, component), _ in summary.groupby(["direction", "component"]):
-            for metric in ("flip_rate", "delta"):
+            for metric in figure_columns():
                 path = out / f"heatmap_{direction.replace('->', '_to_')}_{component}_{metric}.html"
                 fig = heatmap(summary, metric=metric, direction=direction, component=component)
                 with atomic_open(path) as fh:
@@ -488,19 +434,6 @@ def heatmap(summary: pd.DataFrame, *, metric: str = "flip_rate", direction: str,
     )
     fig.update_yaxes(title_text="layer", col=1)
     return fig
-
-
-def model_labels(subjects: Mapping[str, Subject] | Sequence[Subject]) -> dict[str, Subject]:
-    """Subjects keyed by display label (given, or name plus adapter directory)."""
-    if isinstance(subjects, Mapping):
-        return dict(subjects)
-    named: dict[str, Subject] = {}
-    for s in subjects:
-        label = f"{s.name}+{s.adapter.name}" if s.adapter else s.name
-        if label in named:
-            raise SelfsimError(f"two subjects are labelled {label!r}; pass a mapping of labels to subjects")
-        named[label] = s
-    return named
 
 
 def setups(

@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 
 from selfsim.errors import SelfsimError
+from selfsim.interp.answers import LABEL_TARGETS, property_values
+from selfsim.interp.backends.registry import DEFAULT_BACKEND
 from selfsim.io import read_json, write_json
 
 if TYPE_CHECKING:
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
     from selfsim.interp.cache import CacheConfig, PairCache
     from selfsim.models import Subject
 
-TARGETS = ("first_token", "property")
+TARGETS = LABEL_TARGETS
 OK = "ok"
 NO_SHARED_LABEL = "skipped: no test label occurs among the training labels"
 LABEL_SOURCES = ("m1", "own")
@@ -191,9 +193,9 @@ def run_subject(
     progress: bool = False,
 ) -> SubjectRun:
     """Cache a subject's pair activations under `out_dir/<label>` and read its greedy object-level answers."""
+    from selfsim.interp.answers import greedy_answers
     from selfsim.interp.cache import cache_pairs
     from selfsim.interp.pairs import match_all
-    from selfsim.interp.patching import greedy_answers
 
     matched = match_all(subject, examples)
     cache = cache_pairs(subject, matched, Path(out_dir) / label_dir(label), cache_config, progress=progress)
@@ -205,25 +207,6 @@ def run_subject(
 def target_labels(run: SubjectRun, examples: Sequence[Example]) -> dict[str, list[str | None]]:
     """The first_token and property labels of `run`'s own answers."""
     return {"first_token": list(run.first_tokens), "property": property_values(examples, run.responses)}
-
-
-def property_values(examples: Sequence[Example], responses: Sequence[str | None]) -> list[str | None]:
-    """f(response) for each example's property (None where the response is missing or non-compliant)."""
-    from selfsim.properties import get
-
-    return [get(e.property).extract(r, e) if r is not None else None for e, r in zip(examples, responses)]
-
-
-def first_tokens(subject: Subject, examples: Sequence[Example], responses: Sequence[str | None]) -> list[str | None]:
-    """The first token of each response as `subject`'s tokenizer continues the rendered object prompt."""
-    from selfsim.interp.pairs import match
-    from selfsim.interp.patching import value_token
-
-    out: list[str | None] = []
-    for example, response in zip(examples, responses):
-        token = value_token(subject, match(subject, example).object, response) if response else -1
-        out.append(subject.tokenizer.decode([token]).strip() if token >= 0 else None)
-    return out
 
 
 def probe_study(
@@ -296,7 +279,7 @@ def run_probes(
     layers: Sequence[int] | None = None,
     m1_responses: Mapping[str, str] | None = None,
     budget_bytes: int = 2**30,
-    backend: str = "hooks",
+    backend: str = DEFAULT_BACKEND,
     progress: bool = False,
 ) -> pd.DataFrame:
     """The whole probe study; writes results.parquet, results.json, config.json and probes.html to out_dir.
@@ -304,8 +287,8 @@ def run_probes(
     Subjects are a {label: Subject} mapping or a list (labelled by name and adapter directory).
     Without `m1_responses` (object_id -> M1's response) the first subject's own answers are M1's.
     """
+    from selfsim.interp.answers import m1_labels, model_labels
     from selfsim.interp.cache import CacheConfig
-    from selfsim.interp.patching import model_labels
     from selfsim.io import atomic_open
 
     config = config or ProbeConfig()
@@ -322,11 +305,7 @@ def run_probes(
         run = run_subject(label, subject, examples, out / "cache", cache_config, max_new_tokens=config.max_new_tokens, progress=progress)
         own = target_labels(run, examples)
         if m1 is None:
-            if m1_responses is None:
-                m1 = own
-            else:
-                responses = [m1_responses.get(e.object_id) for e in examples]
-                m1 = {"first_token": first_tokens(subject, examples, responses), "property": property_values(examples, responses)}
+            m1 = m1_labels(subject, examples, m1_responses, own)
         labels[label] = {f"own:{t}": own[t] for t in TARGETS} | {f"m1:{t}": m1[t] for t in TARGETS}
         runs.append(run)
     results = probe_study(runs, labels, examples, layers, config)

@@ -4,8 +4,7 @@ Training: a TopK SAE (sae-lens `TopKTrainingSAE` + `SAETrainer`) is fed activati
 from an activation cache (`selfsim.interp.cache`), one shard in memory at a time, drawn only from
 the training prompts. It is saved in sae-lens's own inference format (`cfg.json` +
 `sae_weights.safetensors`) and always used as reloaded by `SAE.load_from_disk`, so a published
-Llama SAE in a local directory loads and runs the same way (`load_sae`; its TransformerLens hook
-name, e.g. `blocks.12.hook_resid_post`, maps to the HF site `model.layers.12`).
+Llama SAE in a local directory loads the same way (`load_sae`).
 
 Quality, on held-out prompts: FVU = sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 (1 - sae-lens's
 explained variance) and the dead share (latents that never fire on held-out data; sae-lens's own
@@ -22,7 +21,6 @@ self-simulation predicts.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ import numpy as np
 import torch
 
 from selfsim.errors import SelfsimError
+from selfsim.interp.backends.registry import DEFAULT_BACKEND
 from selfsim.io import read_json, write_json
 
 if TYPE_CHECKING:
@@ -41,10 +40,6 @@ if TYPE_CHECKING:
     from selfsim.examples import Example
     from selfsim.interp.cache import ActivationCache
     from selfsim.models import Subject
-
-TL_HOOK = re.compile(r"^blocks\.(\d+)\.hook_(resid_post|attn_out|mlp_out)$")
-TL_COMPONENTS = {"resid_post": "", "attn_out": ".self_attn", "mlp_out": ".mlp"}
-
 
 @dataclass
 class SAEConfig:
@@ -62,17 +57,6 @@ class SAEConfig:
     def __post_init__(self) -> None:
         if not 0 < self.k <= self.d_sae or self.steps < 1 or self.batch_size < 1:
             raise SelfsimError(f"need 0 < k <= d_sae and positive steps and batch size (k={self.k}, d_sae={self.d_sae})")
-
-
-def site_of(sae: SAE) -> str:
-    """The HF site an SAE reads: its hook name, translated from TransformerLens names where needed."""
-    hook = str(sae.cfg.metadata.hook_name or "")
-    match = TL_HOOK.match(hook)
-    if match:
-        return f"model.layers.{match.group(1)}{TL_COMPONENTS[match.group(2)]}"
-    if not hook.startswith("model.layers."):
-        raise SelfsimError(f"SAE hook name {hook!r} is neither an HF module path (model.layers.N...) nor a TransformerLens resid/attn/mlp hook")
-    return hook
 
 
 def load_sae(path: str | Path, device: str = "cpu") -> SAE:
@@ -272,7 +256,7 @@ class SAEStudyConfig:
     train_tokens: int = 16
     min_count: int = 3
     budget_bytes: int = 2**30
-    backend: str = "hooks"
+    backend: str = DEFAULT_BACKEND
     max_new_tokens: int | None = None
 
     def save(self, path: str | Path) -> None:
@@ -315,18 +299,9 @@ def sae_study(
     Subjects and M1's labels work as in `selfsim.interp.probes.run_probes`.
     Layout: out_dir/{config.json, results.json, saes/<subject>/layer_<l>/, cache/, tokens/}.
     """
+    from selfsim.interp.answers import LABEL_TARGETS, m1_labels, model_labels
     from selfsim.interp.cache import PAIR_POSITIONS, CacheConfig
-    from selfsim.interp.probes import (
-        TARGETS,
-        first_tokens,
-        label_dir,
-        property_values,
-        run_subject,
-        split_by_prompt,
-        target_labels,
-    )
-
-    from selfsim.interp.patching import model_labels
+    from selfsim.interp.probes import label_dir, run_subject, split_by_prompt, target_labels
 
     config = config or SAEStudyConfig()
     subjects = model_labels(subjects)
@@ -344,9 +319,7 @@ def sae_study(
         run = run_subject(label, subject, examples, out / "cache", pair_config, max_new_tokens=config.max_new_tokens, progress=progress)
         own = target_labels(run, examples)
         if m1 is None:
-            responses = None if m1_responses is None else [m1_responses.get(e.object_id) for e in examples]
-            m1 = own if responses is None else {"first_token": first_tokens(subject, examples, responses),
-                                                 "property": property_values(examples, responses)}
+            m1 = m1_labels(subject, examples, m1_responses, own)
         tokens = cache_tokens(subject, examples, out / "tokens" / label_dir(label), config, layers)
         per_layer = {}
         for layer in layers:
@@ -358,7 +331,7 @@ def sae_study(
             obj = encode(sae, run.cache.object.load(site, position=k).float())
             hyp = encode(sae, run.cache.hypothetical.load(site, position=k).float())
             for source, labels in (("own", own), ("m1", m1)):
-                for target in TARGETS:
+                for target in LABEL_TARGETS:
                     entry[f"{source}:{target}"] = _trace_latents(obj, hyp, labels[target], train, test, config.min_count, config.seed)
             per_layer[str(layer)] = entry
         results["subjects"][label] = per_layer

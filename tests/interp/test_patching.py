@@ -176,3 +176,28 @@ def test_padding_positions_are_consistent(toy_tiny, examples):
         final = next(s for s in setup.slots[k] if s.label == "final")
         assert final.recipient == setup.recipients.width - 1 == padded(prompt, setup.recipients.width, prompt.final)
     assert batch_of(toy_tiny, [setup.matched[0].object]).width == setup.matched[0].object.length
+
+
+def test_a_metric_registered_in_one_place_reaches_rows_summary_files_and_heatmaps(toy_tiny, examples, tmp_path, monkeypatch):
+    from selfsim.interp import metrics
+    from selfsim.io import read_json
+
+    monkeypatch.setitem(metrics.METRICS, "logit_donor", None)  # removed again after the test
+
+    @metrics.register_metric("logit_donor", summary="mean_logit_donor", delta="logit_donor_gain", figures=("logit_donor_gain",))
+    def logit_donor(logits, donor, recipient):
+        return torch.where(donor >= 0, logits.gather(1, donor.clamp(min=0)[:, None])[:, 0], torch.tensor(math.nan))
+
+    result = run_patching([toy_tiny], examples, PatchConfig(layers=(1,), positions="final", backend="hooks"))
+    rows = result.rows[result.rows["informative"]]
+    assert rows["logit_donor"].notna().all() and rows["logit_donor_clean"].notna().all()
+    summary = result.summary()
+    one = summary[summary["n"] > 0].iloc[0]
+    cell = rows[(rows["target"] == one["target"]) & (rows["layer"] == one["layer"])]
+    assert one["mean_logit_donor"] == pytest.approx(cell["logit_donor"].mean())
+    assert one["logit_donor_gain"] == pytest.approx((cell["logit_donor"] - cell["logit_donor_clean"]).mean())
+    written = {p.name for p in result.save(tmp_path)}
+    assert "heatmap_object_to_hypothetical_resid_logit_donor_gain.html" in written
+    saved = read_json(tmp_path / "summary.json")
+    assert {"mean_logit_donor", "mean_logit_donor_clean", "logit_donor_gain", "flip_rate", "delta"} <= set(saved[0])
+    assert "logit_donor" in token_metrics(torch.zeros(1, 4), torch.tensor([1]), torch.tensor([2]))

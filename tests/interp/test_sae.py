@@ -20,7 +20,6 @@ from selfsim.interp.sae import (
     reconstruct,
     sae_figure,
     sae_study,
-    site_of,
     train_sae,
 )
 from test_probes import toy_examples, toy_subjects  # noqa: F401  (toy_subjects is a fixture)
@@ -67,7 +66,6 @@ def test_saved_sae_is_sae_lens_format_and_round_trips_exactly(trained, tmp_path)
     assert sorted(p.name for p in out.iterdir()) == ["cfg.json", "sae_weights.safetensors"]
     cfg = json.loads((out / "cfg.json").read_text())
     assert cfg["architecture"] == "topk" and cfg["metadata"]["hook_name"] == "model.layers.1"
-    assert site_of(sae) == "model.layers.1"
     sae.save_model(tmp_path / "again")
     again = load_sae(tmp_path / "again")
     x = sparse_data(50, 4)
@@ -75,18 +73,6 @@ def test_saved_sae_is_sae_lens_format_and_round_trips_exactly(trained, tmp_path)
     assert torch.equal(reconstruct(again, x)[1], reconstruct(sae, x)[1])
     with pytest.raises(SelfsimError, match="not an sae-lens SAE directory"):
         load_sae(tmp_path)
-
-
-def test_tl_hook_names_map_to_hf_sites(trained):
-    sae, _, _ = trained
-    for hook, site in (("blocks.7.hook_resid_post", "model.layers.7"), ("blocks.2.hook_mlp_out", "model.layers.2.mlp"),
-                       ("blocks.0.hook_attn_out", "model.layers.0.self_attn")):
-        sae.cfg.metadata.hook_name = hook
-        assert site_of(sae) == site
-    sae.cfg.metadata.hook_name = "blocks.1.hook_resid_pre"
-    with pytest.raises(SelfsimError, match="neither an HF module path"):
-        site_of(sae)
-    sae.cfg.metadata.hook_name = "model.layers.1"
 
 
 def test_fvu_and_dead_share_by_hand_equal_sae_lens(trained):

@@ -20,14 +20,35 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from selfsim.errors import SelfsimError
-from selfsim.interp.backends import execution_order
+from selfsim.interp.backends.base import Batch, Patch, TraceOutput, apply_patch, group_patches
+from selfsim.interp.backends.registry import register_backend
 from selfsim.interp.backends.tlens_backend import BRIDGE_ATTR
-from selfsim.interp.tracing import Batch, Patch, TraceOutput, apply_patch, group_patches
 
 if TYPE_CHECKING:
     from selfsim.models import Subject
 
 
+def execution_order(subject: Subject) -> dict[int, int]:
+    """id(module) -> rank of the moment its forward returns, for every module (one 1-token probe pass)."""
+    order: dict[int, int] = {}
+    handles = []
+
+    def record(module: torch.nn.Module, inputs: tuple, output: object) -> None:
+        order.setdefault(id(module), len(order))
+
+    try:
+        for module in subject.base.modules():
+            handles.append(module.register_forward_hook(record))
+        ids = torch.full((1, 1), int(subject.tokenizer.pad_token_id or 0), device=subject.input_device)
+        with torch.no_grad():
+            subject.base(input_ids=ids, use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    return order
+
+
+@register_backend("nnsight")
 class NNsightTracer:
     """Tracer backed by `nnsight.modeling.transformers.TransformersModel` around the subject's HF model."""
 
@@ -64,7 +85,7 @@ class NNsightTracer:
         patches: Sequence[Patch] = (),
         last_only: bool = False,
     ) -> TraceOutput:
-        """One traced forward pass; patches and reads as in `selfsim.interp.tracing`."""
+        """One traced forward pass; patches and reads as in `selfsim.interp.backends.base`."""
         import nnsight
 
         by_site = group_patches(batch, patches)

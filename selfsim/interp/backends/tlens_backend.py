@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from selfsim.errors import SelfsimError
-from selfsim.interp.tracing import Batch, Patch, TraceOutput, apply_patch, group_patches
+from selfsim.interp.backends.base import Batch, Patch, TraceOutput, apply_patch, group_patches
+from selfsim.interp.backends.registry import register_backend
 
 if TYPE_CHECKING:
     from selfsim.models import Subject
@@ -52,6 +53,7 @@ def bridge_for(subject: Subject) -> Any:
     return bridge
 
 
+@register_backend("tlens")
 class TLensTracer:
     """Tracer backed by TransformerLens hooks (`run_with_hooks`) on a TransformerBridge."""
 
@@ -70,7 +72,7 @@ class TLensTracer:
         patches: Sequence[Patch] = (),
         last_only: bool = False,
     ) -> TraceOutput:
-        """One forward pass through the bridge; patches and reads as in `selfsim.interp.tracing`."""
+        """One forward pass through the bridge; patches and reads as in `selfsim.interp.backends.base`."""
         by_site = group_patches(batch, patches)
         wanted = set(read)
         store: dict[str, torch.Tensor] = {}
