@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 from collections.abc import Iterable
@@ -9,10 +10,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from selfsim.chat import ROLES, Messages
 from selfsim.errors import SelfsimError
 from selfsim.io import iter_jsonl, write_jsonl
 
-Messages = list[dict[str, str]]
 
 
 def prompt_id(messages: Messages) -> str:
@@ -39,11 +40,11 @@ class Example:
     option_matching_ethical_stance: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
-    @property
+    @builtins.property  # the `property` field shadows the builtin for type checkers
     def object_id(self) -> str:
         return prompt_id(self.object_messages)
 
-    @property
+    @builtins.property
     def id(self) -> str:
         return prompt_id(self.object_messages + [{"property": self.property, "task": self.task}])
 
@@ -65,7 +66,6 @@ class Example:
 
 
 SPLITS = ("train", "test")
-ROLES = ("system", "user", "assistant")
 
 
 def check_fields(d: dict[str, Any]) -> None:

@@ -27,13 +27,21 @@ from __future__ import annotations
 import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 from selfsim.errors import SelfsimError
-from selfsim.examples import Example
 
 Shape = Literal["character", "word", "boolean", "parity", "text"]
 Answer = Literal["sequence", "choice", "stance", "number"]
+
+
+class Example(Protocol):
+    """What an extractor may read of an example (selfsim.examples.Example has both fields)."""
+
+    meta: dict[str, Any]
+    option_matching_ethical_stance: str | None
+
+
 Extractor = Callable[[str, Example | None], str | None]
 
 _DELETE_PUNCTUATION = str.maketrans("", "", string.punctuation)

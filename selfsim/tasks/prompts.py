@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable, Sequence
 
 from selfsim.errors import SelfsimError
-from selfsim.examples import Messages
+from selfsim.chat import Messages
 
 Render = Callable[[Sequence[str]], tuple[str, str]]
 
