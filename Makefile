@@ -1,4 +1,4 @@
-# Two commands: `make demo` and `make test`. Each creates .venv when it is missing.
+# Two commands: `make demo` and `make test` (`make lint` checks style and types). Each creates .venv when it is missing.
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-fast toy bench env clean-env
+.PHONY: demo test test-fast lint toy bench env clean-env
 
 $(STAMP): pyproject.toml requirements.txt constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests -m "not slow"
+
+# ruff (pyflakes, import order, docstrings of public functions) and pyright (basic); settings in pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/ruff check selfsim tests benchmarks scripts probes
+	$(BIN)/pyright selfsim
 
 toy: $(STAMP)
 	$(BIN)/selfsim toy build

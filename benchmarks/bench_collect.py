@@ -41,25 +41,25 @@ def load_model(name: str | None):
     return Subject(name="random-toy-shape", path=Path("."), model=model, tokenizer=tokenizer, fingerprint="random-toy-shape"), True
 
 
-def toy_examples(n: int):
-    """`n` distinct toy object prompts spread over TASKS, one property each."""
+def toy_examples(n: int, dialect: str = "toy"):
+    """`n` distinct object prompts of `dialect` (toy by default) spread over TASKS, one property each."""
     from selfsim.tasks.generate import generate
 
     per_task = -(-n // len(TASKS))
-    pools = [generate(task, n=per_task, dialect="toy", seed=0) for task in TASKS]
+    pools = [generate(task, n=per_task, dialect=dialect, seed=0) for task in TASKS]
     firsts = [list({e.object_id: e for e in pool}.values()) for pool in pools]
     return [firsts[i % len(TASKS)][i // len(TASKS)] for i in range(n)]
 
 
 def one_at_a_time(subject, examples) -> list[str]:
     """The baseline: HF generate on each prompt alone, decoded as collect decodes."""
-    from selfsim.generation import encode, token_budget
+    from selfsim.generation import encode_prompt, token_budget
 
     tok = subject.tokenizer
     out = []
     for e in examples:
         budget = token_budget(e.task, e.dialect)
-        ids, _ = encode(subject, subject.render_chat(e.object_messages), budget)
+        ids, _ = encode_prompt(subject, subject.render_chat(e.object_messages), budget)
         x = torch.tensor([ids], device=subject.input_device)
         with torch.inference_mode():
             y = subject.model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=budget, do_sample=False,
@@ -94,11 +94,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=3, help="alternating timing rounds (default 3)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    parser.add_argument("--dialect", default="toy", help="prompt dialect: toy (default) or paper")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     subject, random_weights = load_model(args.model)
-    examples = toy_examples(args.n)
+    examples = toy_examples(args.n, args.dialect)
     one_at_a_time(subject, examples[:4])
     batched(subject, examples[: args.batch_size], args.batch_size)
     base_times, batch_times = [], []

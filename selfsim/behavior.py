@@ -34,7 +34,7 @@ import pandas as pd
 
 from selfsim.errors import SelfsimError
 from selfsim.examples import Example, Messages, prompt_id
-from selfsim.generation import GREEDY, GenerationConfig, Request, encode, generate_batch, token_budget
+from selfsim.generation import GREEDY, GenerationConfig, Request, encode_prompt, generate_batch, token_budget
 from selfsim.io import append_jsonl, atomic_open, clean_orphans, iter_jsonl, write_jsonl
 
 if TYPE_CHECKING:
@@ -276,16 +276,6 @@ class BehaviorTable:
         return dict(zip(greedy["object_id"], greedy["response"]))
 
 
-def to_long(df: pd.DataFrame, *, samples: bool = False) -> pd.DataFrame:
-    """`BehaviorTable(df).long(samples=...)` (kept for callers that hold a DataFrame)."""
-    return BehaviorTable(df).long(samples=samples)
-
-
-def load_table(path: str | Path) -> pd.DataFrame:
-    """`BehaviorTable.load(path).df` (kept for callers that want the DataFrame)."""
-    return BehaviorTable.load(path).df
-
-
 def adapter_digest(adapter_dir: str | Path | None) -> str | None:
     """SHA-256 of an adapter's content: its config as canonical JSON (lists of module names sorted) and its tensors.
 
@@ -375,7 +365,7 @@ def _generate_cached(
     encoded: dict[tuple[str, int], tuple[tuple[int, ...], bool]] = {}
     for prompt, sample, fp, temperature in todo:
         if (prompt.key, prompt.budget) not in encoded:
-            encoded[(prompt.key, prompt.budget)] = encode(subject, subject.render_chat(prompt.messages), prompt.budget)
+            encoded[(prompt.key, prompt.budget)] = encode_prompt(subject, subject.render_chat(prompt.messages), prompt.budget)
             truncated += encoded[(prompt.key, prompt.budget)][1]
         ids, cut = encoded[(prompt.key, prompt.budget)]
         requests.append((fp, Request(prompt.key, ids, sample, prompt.budget, temperature, config.seed), cut))

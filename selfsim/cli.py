@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except SelfsimError as exc:
-        print(f"selfsim {args.command}: error: {exc}", file=sys.stderr)
+        one_line = " ".join(str(exc).splitlines())  # a quoted bad value may hold U+2028 and other line breaks
+        print(f"selfsim {args.command}: error: {one_line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"selfsim {args.command}: interrupted; finished work is on disk, rerun to resume", file=sys.stderr)

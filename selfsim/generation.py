@@ -25,6 +25,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from selfsim.batching import left_pad
 from selfsim.errors import SelfsimError
 from selfsim.tasks.registry import DEFAULT_MAX_NEW_TOKENS, answer_budget
 from selfsim.tasks.registry import META_MAX_NEW_TOKENS, TOY_MAX_NEW_TOKENS  # noqa: F401  (re-exported)
@@ -98,7 +99,7 @@ def context_limit(subject: Subject, max_new_tokens: int) -> int | None:
     return None if n_ctx is None else max(1, int(n_ctx) - max_new_tokens)
 
 
-def encode(subject: Subject, text: str, max_new_tokens: int) -> tuple[tuple[int, ...], bool]:
+def encode_prompt(subject: Subject, text: str, max_new_tokens: int) -> tuple[tuple[int, ...], bool]:
     """Token ids of a rendered prompt, cut from the left to fit the context; (ids, truncated)."""
     ids = subject.tokenizer(text, add_special_tokens=False)["input_ids"]
     limit = context_limit(subject, max_new_tokens)
@@ -128,12 +129,7 @@ def generate_batch(subject: Subject, requests: list[Request]) -> list[Generation
     pad_id = subject.tokenizer.pad_token_id
     stops = torch.tensor(sorted(stop_ids(subject)), device=device)
     prompts = list(dict.fromkeys(r.ids for r in requests))
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
-        mask[i, width - len(p):] = 1
+    ids, mask = left_pad(prompts, pad_id)
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     generators = [_generator(r) for r in requests]

@@ -77,10 +77,7 @@ class Subject:
 
     def check_layer(self, layer: int) -> int:
         """Return `layer` (negative counts from the end) or raise naming the valid range."""
-        n = self.n_layers
-        if not isinstance(layer, int) or not -n <= layer < n:
-            raise SelfsimError(f"layer {layer} is out of range: {self.name} has {n} layers, valid layers are 0..{n - 1}")
-        return layer % n
+        return check_layer_index(layer, self.n_layers, self.name)
 
     def site(self, layer: int, component: str = "resid") -> str:
         """HF module path of a hook site: component is one of resid (layer output), attn, mlp."""
@@ -170,6 +167,23 @@ def _from_hub_cache(repo_id: str) -> Path:
             f"{repo_id} is not in the local Hugging Face cache ({home}) and could not be downloaded "
             f"({type(exc).__name__}): pass a local directory instead"
         ) from None
+
+
+def check_layer_index(layer: int, n_layers: int, name: str) -> int:
+    """Return `layer` (negative counts from the end) or raise naming the valid range of `name`'s `n_layers`."""
+    if not isinstance(layer, int) or isinstance(layer, bool) or not -n_layers <= layer < n_layers:
+        raise SelfsimError(f"layer {layer} is out of range: {name} has {n_layers} layers, valid layers are 0..{n_layers - 1}")
+    return layer % n_layers
+
+
+def layer_count(spec: str) -> int:
+    """Layers of model `spec` from its config.json (an unbuilt toy model's planned config), loading no weights."""
+    if spec.startswith("toy-") and not Path(spec).exists():
+        from selfsim.toy.registry import config_for, default_path, is_built
+
+        path = default_path(spec)
+        return read_model_config(path)["num_hidden_layers"] if is_built(path) else config_for(spec).num_layers
+    return read_model_config(resolve_path(spec, build_toy=False))["num_hidden_layers"]
 
 
 def check_architecture(path: Path) -> str:

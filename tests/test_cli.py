@@ -56,3 +56,33 @@ def test_info_describes_a_model(tiny_llama_dir):
     info = json.loads(result.stdout)
     assert info["n_layers"] == 2 and info["architecture"] == "LlamaForCausalLM"
     assert info["sites"]["mlp"] == "model.layers.{layer}.mlp"
+
+
+def test_commands_import_only_the_shared_module_of_their_package():
+    import ast
+    from pathlib import Path
+
+    import selfsim.commands
+
+    for path in sorted(Path(selfsim.commands.__file__).parent.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                if name.startswith("selfsim.commands"):
+                    assert name == "selfsim.commands._common", f"{path.name} imports {name}"
+
+
+def test_layer_of_an_unbuilt_toy_model_is_checked_from_its_planned_config(tmp_path, monkeypatch):
+    from selfsim.errors import SelfsimError
+    from selfsim.models import check_layer_index, layer_count
+    from selfsim.toy import registry
+
+    monkeypatch.setattr(registry, "default_path", lambda name: tmp_path / name)
+    n = registry.config_for("toy-m7").num_layers
+    assert layer_count("toy-m7") == n
+    assert check_layer_index(-1, n, "toy-m7") == n - 1
+    with pytest.raises(SelfsimError, match=f"toy-m7 has {n} layers, valid layers are 0..{n - 1}"):
+        check_layer_index(n, n, "toy-m7")
+    assert not (tmp_path / "toy-m7").exists()

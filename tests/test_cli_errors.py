@@ -464,6 +464,14 @@ def test_fuzzed_examples_files_fail_with_one_line(capsys, tiny_llama_dir, exampl
         assert "Traceback" not in message
 
 
+def test_line_separator_in_a_bad_value_stays_on_one_line(capsys, tiny_llama_dir, examples_file, tmp_path):
+    row = {**_example_row(examples_file), "dialect": {"\u2028": 0}}
+    path = tmp_path / "ex.jsonl"
+    path.write_text(json.dumps(row, ensure_ascii=False) + "\n")
+    assert_one_line(capsys, f"{path}:1: not a selfsim example (dialect must be a string", "collect", "--model", tiny_llama_dir,
+                    "--examples", path, "--out", tmp_path / "o", out=tmp_path / "o")
+
+
 def _bad_int(optional: bool):
     values = st.one_of(st.integers(max_value=0), st.floats(allow_nan=True), st.text(max_size=4), st.booleans(),
                        st.lists(st.integers(1, 3), max_size=2), st.dictionaries(st.text(max_size=2), st.integers(), max_size=1))

@@ -16,7 +16,7 @@ from selfsim.generation import (
     GenerationConfig,
     Request,
     _choose,
-    encode,
+    encode_prompt,
     generate_batch,
     token_budget,
 )
@@ -64,7 +64,7 @@ def animal_prompts(n: int, seed: int = 0, max_words: int = 12) -> list[str]:
 def requests(subject, n: int, budgets=(6,), **kwargs) -> list[Request]:
     texts = [subject.render_chat([{"role": "user", "content": t}]) for t in animal_prompts(n)]
     return [
-        Request(str(i), encode(subject, t, budgets[i % len(budgets)])[0], max_new_tokens=budgets[i % len(budgets)], **kwargs)
+        Request(str(i), encode_prompt(subject, t, budgets[i % len(budgets)])[0], max_new_tokens=budgets[i % len(budgets)], **kwargs)
         for i, t in enumerate(texts)
     ]
 
@@ -156,12 +156,12 @@ def test_stops_at_eos_and_strips_it(lively, monkeypatch):
 def test_long_prompt_is_cut_from_the_left(lively):
     n_ctx = lively.config.max_position_embeddings
     text = lively.render_chat([{"role": "user", "content": " ".join(["fox"] * (n_ctx + 50)) + " gnu"}])
-    ids, cut = encode(lively, text, 8)
+    ids, cut = encode_prompt(lively, text, 8)
     assert cut and len(ids) == n_ctx - 8
     full = lively.tokenizer(text, add_special_tokens=False)["input_ids"]
     assert ids == tuple(full[-len(ids):]) and "gnu" in lively.tokenizer.convert_ids_to_tokens(list(ids[-4:]))
     assert len(generate_batch(lively, [Request("long", ids, max_new_tokens=8)])[0].tokens) == 8
-    assert encode(lively, "fox gnu", 8) == (tuple(lively.tokenizer("fox gnu", add_special_tokens=False)["input_ids"]), False)
+    assert encode_prompt(lively, "fox gnu", 8) == (tuple(lively.tokenizer("fox gnu", add_special_tokens=False)["input_ids"]), False)
 
 
 def test_token_budgets_and_config_checks():

@@ -5,13 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 
-from selfsim.commands._common import add_model_args, check_out, subject_from_args
-from selfsim.commands.patch import check_prompts_early
-from selfsim.commands.probe import add_example_args, examples_from_args, parse_layers
+from selfsim.commands._common import (
+    add_example_args,
+    add_model_args,
+    check_out,
+    check_prompts_early,
+    examples_from_args,
+    parse_layers,
+    subject_from_args,
+)
 from selfsim.errors import SelfsimError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `cache` subcommand."""
     p = sub.add_parser("cache", help="cache activations of object and hypothetical runs at the copy of P and the final token")
     add_model_args(p)
     add_example_args(p, labels=False)

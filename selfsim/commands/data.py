@@ -11,6 +11,7 @@ MAX_N = 1_000_000
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `data` subcommand."""
     p = sub.add_parser("data", help="import the paper's JSONL rows or generate a task into an examples file")
     actions = p.add_subparsers(dest="action", metavar="<action>", required=True)
 

@@ -9,6 +9,7 @@ from selfsim.commands._common import check_out
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `evaluate` subcommand."""
     p = sub.add_parser("evaluate", help="hypothetical accuracy with bootstrap CIs and the mode baseline")
     p.add_argument("--predictions", type=Path, required=True, help="predictions.jsonl from `selfsim predict`")
     p.add_argument("--behavior", type=Path, required=True, help="behavior.jsonl from `selfsim collect` (the labels' model)")
@@ -20,20 +21,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Score the predictions against the behaviour; print the accuracy and mode-baseline tables (and write --out)."""
     import pandas as pd
 
-    from selfsim.behavior import load_table, to_long
+    from selfsim.behavior import BehaviorTable
     from selfsim.evaluate import hypothetical_accuracy, mode_baseline, score, to_records
     from selfsim.io import write_json
 
     if args.out:
         check_out(args.out, kind="file")
-    predictions = to_long(load_table(args.predictions))
-    behaviour = to_long(load_table(args.behavior))
-    behaviour = behaviour[behaviour["object_id"].isin(set(predictions["object_id"]))]
+    predictions = BehaviorTable.load(args.predictions).long()
+    behavior = BehaviorTable.load(args.behavior).long()
+    behavior = behavior.loc[behavior["object_id"].isin(predictions["object_id"])]
     kw = {"noncompliant": args.noncompliant, "n_boot": args.n_boot, "seed": args.seed}
-    accuracy = hypothetical_accuracy(score(predictions, behaviour), **kw)
-    baseline = mode_baseline(behaviour, **kw)
+    accuracy = hypothetical_accuracy(score(predictions, behavior), **kw)
+    baseline = mode_baseline(behavior, **kw)
     with pd.option_context("display.width", 160, "display.max_rows", 200):
         print(accuracy[["task", "property", "accuracy", "ci_low", "ci_high", "n"]].to_string(index=False))
         print("\nmode baseline")

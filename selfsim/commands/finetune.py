@@ -27,6 +27,7 @@ _FIELD_FLAGS = (
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `finetune` subcommand."""
     p = sub.add_parser(
         "finetune",
         help="LoRA-finetune a model on hypothetical prompts labelled with some model's behaviour",
@@ -97,6 +98,7 @@ def _per_pair(value: str) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Check the arguments, build the training set, finetune the model and print the run's summary."""
     from selfsim.examples import load_examples
     from selfsim.finetune import build_training_set, load_labels, train
     from selfsim.finetune.trainer import is_finished

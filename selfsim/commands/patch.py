@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
-from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
-from selfsim.commands._common import add_model_args, subject_from_args
+from selfsim.commands._common import add_model_args, check_out, check_prompts_early, examples_from_args, subject_from_args
 from selfsim.errors import SelfsimError
 
 if TYPE_CHECKING:
-    from selfsim.examples import Example
+    from selfsim.interp.pairs import MatchedPair
     from selfsim.interp.patching import PatchConfig
 
 POSITION_CHOICES = "final, prompt, all or an integer (a position of the copy of P: >= 0 from its start, < 0 from its end)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `patch` subcommand."""
     p = sub.add_parser("patch", help="patch activations between object and hypothetical runs; write tables and heatmaps to DIR")
     add_model_args(p)
     p.add_argument("--layer", type=int, default=None, help="layer to patch (required unless --sweep)")
@@ -27,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="object->hypothetical (default), hypothetical->object, hypothetical->hypothetical, a comma list or all")
     p.add_argument("--sweep", action="store_true", help="every layer x every single position (the heatmap)")
     p.add_argument("--attribution", action="store_true", help="also run attribution patching and rank it against exact patching")
-    p.add_argument("--backend", default="nnsight", help="nnsight (default), tlens or hooks")
+    from selfsim.interp.backends.registry import BUILTIN, DEFAULT_BACKEND
+
+    p.add_argument("--backend", default=DEFAULT_BACKEND, help=f"tracing backend: {', '.join(BUILTIN)} (default {DEFAULT_BACKEND})")
     p.add_argument("--property", default="first_word", help="property of the generated examples (default first_word)")
     p.add_argument("--task", default="animals_long", help="task of the generated examples (default animals_long)")
     p.add_argument("--dialect", default="toy", help="dialect of the generated examples: toy (default) or paper")
@@ -54,26 +56,33 @@ def parse_position(value: str) -> str | int:
 
 def check_layer_early(args: argparse.Namespace) -> None:
     """Validate --layer against the checkpoint's config.json (a toy model's config if not yet built), loading no weights."""
-    from pathlib import Path
+    from selfsim.models import check_layer_index, layer_count
 
-    from selfsim.io import read_json
-    from selfsim.models import Subject, resolve_path
+    if args.layer is not None:
+        check_layer_index(args.layer, layer_count(args.model), args.model)
 
-    if args.layer is None:
+
+def check_position(config: PatchConfig, matched: list[MatchedPair]) -> None:
+    """Raise unless the integer position of `config` (if any) is an aligned copy position of at least one pair."""
+    from selfsim.interp.pairs import pair_up
+    from selfsim.interp.patching import DIRECTIONS
+
+    position, spans = config.positions, []
+    if not isinstance(position, int):
         return
-    if args.model.startswith("toy-") and not Path(args.model).exists():
-        from selfsim.toy.registry import config_for, default_path, is_built
-
-        path = default_path(args.model)
-        n = read_json(path / "config.json")["num_hidden_layers"] if is_built(path) else config_for(args.model).num_layers
-    else:
-        path = resolve_path(args.model)
-        n = read_json(path / "config.json").get("num_hidden_layers")
-    if n is None:
+    for direction in config.directions:
+        donor_kind, recipient_kind = DIRECTIONS[direction]
+        for r, d in pair_up(matched, config.seed):
+            m = len(matched[r].prompt(recipient_kind).copy_positions)
+            spans.append((m, min(m, len(matched[d].prompt(donor_kind).copy_positions))))
+    if any((m - k <= position < m) if position >= 0 else (-k <= position) for m, k in spans):
         return
-    stub = Subject(name=args.model, path=path, model=SimpleNamespace(config=SimpleNamespace(num_hidden_layers=n)),
-                   tokenizer=None, fingerprint="")
-    stub.check_layer(args.layer)
+    first, last = min((m - k for m, k in spans), default=0), max((m for m, _ in spans), default=0) - 1
+    widest = max((k for _, k in spans), default=0)
+    raise SelfsimError(
+        f"--position {position} is outside the copy of P in every pair: valid integer positions are "
+        f"{first}..{last} (from the copy's start) and -{widest}..-1 (from its end), or final, prompt, all"
+    )
 
 
 def build_config(args: argparse.Namespace) -> PatchConfig:
@@ -94,40 +103,19 @@ def build_config(args: argparse.Namespace) -> PatchConfig:
     )
 
 
-def load_inputs(args: argparse.Namespace) -> tuple[list[Example], dict[str, str] | None]:
-    """The examples (given or generated) and the optional M1 label table (object_id -> response)."""
-    from selfsim.examples import load_examples
-
-    if args.examples:
-        examples = [e for e in load_examples(args.examples) if e.property == args.property]
-        if not examples:
-            raise SelfsimError(f"{args.examples} holds no example of property {args.property!r}")
-    else:
-        from selfsim.tasks import generate
-
-        examples = generate(args.task, args.property, n=args.n, seed=args.seed, dialect=args.dialect)
-    labels = None
-    if args.labels:
-        from selfsim.behavior import load_table
-        from selfsim.generation import GREEDY
-
-        table = load_table(args.labels)
-        if not {"object_id", "response"} <= set(table.columns):
-            raise SelfsimError(f"{args.labels} is not a behaviour table: it needs object_id and response columns")
-        if "sample" in table.columns:
-            table = table[table["sample"] == GREEDY]
-        labels = dict(zip(table["object_id"], table["response"]))
-    return examples, labels
-
-
 def run(args: argparse.Namespace) -> int:
     """Check the arguments, load the model, run the patching (and attribution) and write the results."""
     from dataclasses import replace
     from pathlib import Path
 
     config = build_config(args)
+    check_out(args.out)
     check_layer_early(args)
-    examples, labels = load_inputs(args)
+    examples, labels = examples_from_args(args)
+    from selfsim.generation import token_budget
+
+    budget = max((token_budget(e.task, e.dialect, config.max_new_tokens) for e in examples), default=0)
+    check_position(config, check_prompts_early(args, examples, extra_tokens=budget))
     subject = subject_from_args(args, attn_implementation="eager" if args.backend == "tlens" else None)
 
     from selfsim.interp.patching import run_patching
@@ -149,10 +137,12 @@ def run(args: argparse.Namespace) -> int:
         write_json(out / "attribution_vs_exact.json", comparison.to_dict("records"))
         written += [out / "attribution.parquet", out / "attribution_vs_exact.json"]
         print(comparison.to_string(index=False))
-    if summary.empty:
+    if not summary["n"].to_numpy().any():
         print("no informative pair: the donor's and the recipient's values coincide (or are missing) everywhere")
-    best = summary.sort_values("flip_rate", ascending=False).groupby(["direction", "component", "target"]).head(1)
-    keys = ("direction", "component", "target", "layer", "position", "n", "flip_rate", "delta")
+    from selfsim.interp.metrics import figure_columns
+
+    best = summary.loc[summary["n"] > 0].sort_values("flip_rate", ascending=False).groupby(["direction", "component", "target"]).head(1)
+    keys = ("direction", "component", "target", "layer", "position", "n", "n_missing", *figure_columns())
     for row in best.to_dict("records"):
         print(json.dumps({k: row[k] for k in keys}))
     print(f"{len(result.rows)} rows, {len(written)} files -> {out}")

@@ -1,99 +1,27 @@
 """`selfsim probe`: per-layer linear probes for the object-level answer (and, with --lens, the logit lens).
 
-Also home of the arguments the interpretability commands share: subjects given as
-`--subject LABEL=SPEC[@ADAPTER]` (repeatable; e.g. `untrained=toy-m1`, `self=toy-m1@runs/s/self`,
-`cross=toy-m2@runs/s/cross`) and/or one `--model` (default: the toy models toy-m1 and toy-m2),
-layers, and the examples (freshly generated toy-dialect examples by default, as `selfsim patch`
-takes them).
+Subjects are given as `--subject LABEL=SPEC[@ADAPTER]` (repeatable; e.g. `untrained=toy-m1`,
+`self=toy-m1@runs/s/self`, `cross=toy-m2@runs/s/cross`) and/or one `--model` (default: the toy
+models toy-m1 and toy-m2); see `selfsim.commands._common` for the options sae and cache share.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-from selfsim.commands._common import add_model_args, check_out, model_options
-from selfsim.errors import SelfsimError
-
-if TYPE_CHECKING:
-    from selfsim.models import Subject
-
-DEFAULT_SUBJECTS = ("toy-m1", "toy-m2")
-
-
-def add_subject_args(p: argparse.ArgumentParser) -> None:
-    """--subject (repeatable) or --model, plus the shared model-loading options."""
-    add_model_args(p, required=False)
-    p.add_argument("--subject", action="append", default=[], metavar="LABEL=SPEC[@ADAPTER]",
-                   help="a model to analyse, with a label and an optional peft adapter; repeat for untrained/self/cross "
-                        "(default without --model: toy-m1 and toy-m2)")
-
-
-def add_example_args(p: argparse.ArgumentParser, *, labels: bool = True) -> None:
-    """Examples (--examples JSONL, or generated: --task, --property, --n, --seed, --dialect), M1's --labels,
-    --layers, --budget-mib, --backend, --out and --no-progress."""
-    p.add_argument("--property", default="first_word", help="property of the examples (default first_word)")
-    p.add_argument("--task", default="animals_long", help="task of the generated examples (default animals_long)")
-    p.add_argument("--dialect", default="toy", help="dialect of the generated examples: toy (default) or paper")
-    p.add_argument("--n", type=int, default=200, help="object prompts to generate (default 200)")
-    p.add_argument("--seed", type=int, default=0, help="seed for generated examples and the train/test split (default 0)")
-    p.add_argument("--examples", default=None, help="examples JSONL instead of generated ones")
-    if labels:
-        p.add_argument("--labels", default=None, help="M1's behaviour table (selfsim collect) for the m1 labels; default: the first subject's answers")
-    p.add_argument("--layers", default="all", help="comma list of layers, or all (default)")
-    p.add_argument("--budget-mib", type=int, default=1024, help="memory budget of the activation cache in MiB (default 1024)")
-    p.add_argument("--backend", default="hooks", help="tracing backend: hooks (default), nnsight or tlens")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-
-
-def parse_subject(spec: str) -> tuple[str, str, str | None]:
-    """`LABEL=SPEC[@ADAPTER]` -> (label, model spec, adapter or None)."""
-    label, sep, rest = spec.partition("=")
-    if not sep or not label or not rest:
-        raise SelfsimError(f"--subject {spec!r}: expected LABEL=SPEC or LABEL=SPEC@ADAPTER, e.g. self=toy-m1@runs/s/self")
-    model, _, adapter = rest.partition("@")
-    return label, model, adapter or None
-
-
-def subjects_from_args(args: argparse.Namespace) -> dict[str, Subject]:
-    """Load every subject named by --model and --subject, in order, keyed by label (default: toy-m1 and toy-m2)."""
-    from selfsim.models import load_subject
-
-    specs = [parse_subject(s) for s in args.subject]
-    if args.model:
-        label = Path(args.model).name or args.model
-        specs.insert(0, (f"{label}+{Path(args.adapter).name}" if args.adapter else label, args.model, args.adapter))
-    specs = specs or [(name, name, None) for name in DEFAULT_SUBJECTS]
-    labels = [label for label, _, _ in specs]
-    if len(set(labels)) != len(labels):
-        raise SelfsimError(f"subject labels must be distinct, got {labels}")
-    return {
-        label: load_subject(model, adapter=adapter, **model_options(args))
-        for label, model, adapter in specs
-    }
-
-
-def parse_layers(value: str) -> list[int] | None:
-    """--layers: `all` (None) or a comma list of integers."""
-    if value == "all":
-        return None
-    try:
-        return [int(x) for x in value.split(",") if x.strip()]
-    except ValueError:
-        raise SelfsimError(f"--layers {value!r}: expected all or a comma list of integers, e.g. 0,2,3") from None
-
-
-def examples_from_args(args: argparse.Namespace) -> tuple[list, dict[str, str] | None]:
-    """The examples of --property (given or generated) and the optional M1 label table (object_id -> response)."""
-    from selfsim.commands.patch import load_inputs
-
-    return load_inputs(argparse.Namespace(**{"labels": None, **vars(args)}))
+from selfsim.commands._common import (
+    add_example_args,
+    add_subject_args,
+    check_out,
+    examples_from_args,
+    parse_layers,
+    subjects_from_args,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `probe` subcommand."""
     p = sub.add_parser("probe", help="per-layer linear probes for the object-level answer: object runs, transfer to hypothetical runs, controls")
     add_subject_args(p)
     add_example_args(p)
@@ -122,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
         m1_first = None
         if labels is not None:
-            from selfsim.interp.probes import first_tokens
+            from selfsim.interp.answers import first_tokens
 
             m1_first = first_tokens(next(iter(subjects.values())), examples, [labels.get(e.object_id) for e in examples])
         lens = lens_study(subjects, examples, m1_first_tokens=m1_first, layers=layers, backend=args.backend)
@@ -130,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         with atomic_open(out / "lens.html") as fh:
             fh.write(lens_figure(lens).to_html(include_plotlyjs=True))
         written += ["lens.json", "lens.html"]
-    best = results[results["metric"].isin(["object", "transfer", "hypothetical"])]
+    best = results.loc[results["metric"].isin(["object", "transfer", "hypothetical"])]
     best = best.sort_values("accuracy", ascending=False).groupby(["subject", "target", "labels", "metric"], sort=False).head(1)
     for row in best.sort_values(["subject", "target", "labels", "metric"]).to_dict("records"):
         print(json.dumps({k: row[k] for k in ("subject", "target", "labels", "metric", "layer", "accuracy")}))

@@ -5,11 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 
-from selfsim.commands._common import check_out
-from selfsim.commands.probe import add_example_args, add_subject_args, examples_from_args, parse_layers, subjects_from_args
+from selfsim.commands._common import (
+    add_example_args,
+    add_subject_args,
+    check_out,
+    examples_from_args,
+    parse_layers,
+    subjects_from_args,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `sae` subcommand."""
     p = sub.add_parser("sae", help="train SAEs (sae-lens format) per subject and layer; FVU, dead latents and answer latents")
     add_subject_args(p)
     add_example_args(p)

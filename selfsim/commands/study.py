@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from selfsim.commands._common import check_out
+
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `study` subcommand."""
     p = sub.add_parser("study", help="run the whole self/cross-prediction study and write runs/<name>/report.html")
     p.add_argument("--quick", action="store_true", help="a reduced study (what CI runs): few prompts, short finetunes")
     p.add_argument("--seed", type=int, default=0)
@@ -17,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Check the arguments, run the whole study and print where its results and report went."""
     from selfsim.errors import SelfsimError
     from selfsim.study import Study, StudyConfig
 
@@ -28,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     config = StudyConfig.quick(**overrides) if args.quick else StudyConfig(**overrides)
     if args.seed:
         config.name = f"{config.name}-seed{args.seed}"
-    out = args.out or Path("runs") / config.name
+    out = check_out(args.out or Path("runs") / config.name)
     Study(config, out).run()
     print(f"selfsim study: results in {out}/results.json, report in {out}/report.html")
     return 0

@@ -7,6 +7,7 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `tasks` subcommand."""
     p = sub.add_parser("tasks", help="list the object-level tasks and their properties")
     actions = p.add_subparsers(dest="action", metavar="<action>", required=True)
     lst = actions.add_parser("list", help="print every task: split, source, dialects, properties")

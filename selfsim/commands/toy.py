@@ -10,6 +10,7 @@ from selfsim.commands._common import check_out
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `toy` subcommand (build, chat)."""
     p = sub.add_parser("toy", help="build the embedded toy models (toy-m1, toy-m2) or chat with one")
     toy_sub = p.add_subparsers(dest="toy_command", metavar="<toy command>", required=True)
 
@@ -31,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    """Pretrain the toy models named by --only (default: the embedded ones) and print where each went."""
     import os
     from dataclasses import replace
 
@@ -56,6 +58,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_chat(args: argparse.Namespace) -> int:
+    """Print a built toy model's greedy answer to one prompt."""
     from selfsim.models import load_subject
     from selfsim.toy.generate import greedy_answers
 

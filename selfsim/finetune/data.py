@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from selfsim.batching import left_pad
 from selfsim.errors import SelfsimError
 from selfsim.examples import Example, Messages
 
@@ -162,17 +163,8 @@ class Batch:
 
 def collate(encoded: Sequence[Encoded], pad_id: int, device: torch.device | str | None = None) -> Batch:
     """Left-pad sequences so every answer ends at the last position (only the answer logits are computed)."""
-    import torch
-
-    length = max(len(e.input_ids) for e in encoded)
-    ids = torch.full((len(encoded), length), pad_id, dtype=torch.long)
-    labels = torch.full((len(encoded), length), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(encoded), length), dtype=torch.long)
-    for row, e in enumerate(encoded):
-        n = len(e.input_ids)
-        ids[row, length - n :] = torch.tensor(e.input_ids)
-        labels[row, length - n :] = torch.tensor(e.labels)
-        mask[row, length - n :] = 1
+    ids, mask = left_pad([e.input_ids for e in encoded], pad_id)
+    labels, _ = left_pad([e.labels for e in encoded], IGNORE_INDEX)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     width = max(e.n_answer for e in encoded)
     return Batch(*(t.to(device) for t in (ids, mask, positions, labels)), width=width)

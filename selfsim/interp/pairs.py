@@ -29,8 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import torch
-
+from selfsim.batching import left_pad
 from selfsim.errors import SelfsimError
 from selfsim.examples import Example, Messages
 from selfsim.interp.tracing import Batch
@@ -225,11 +224,5 @@ def padded(prompt: Prompt, width: int, position: int) -> int:
 
 def batch_of(subject: Subject, prompts: Sequence[Prompt]) -> Batch:
     """A left-padded Batch of already-tokenized prompts."""
-    width = max(p.length for p in prompts)
-    pad = int(subject.tokenizer.pad_token_id or 0)
-    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, p in enumerate(prompts):
-        ids[row, width - p.length :] = torch.tensor(p.ids, dtype=torch.long)
-        mask[row, width - p.length :] = 1
+    ids, mask = left_pad([p.ids for p in prompts], int(subject.tokenizer.pad_token_id or 0))
     return Batch(ids, mask, [p.text for p in prompts])

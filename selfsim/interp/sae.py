@@ -138,7 +138,7 @@ def _stabilize_saved(out: Path) -> None:
 
 
 @torch.no_grad()
-def encode(sae: SAE, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+def encode_latents(sae: SAE, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
     """Latent activations `[N, d_sae]` of activations `[N, d]`."""
     return torch.cat([a for a, _ in _chunks(sae, x, batch_size, decode=False)])
 
@@ -328,8 +328,8 @@ def sae_study(
             batches = row_batches(tokens, site, train, config.sae.batch_size, config.sae.seed)
             sae, stats = train_sae(batches, subject.hidden_size, sae_dir, config.sae, hook_name=site, model_name=label)
             entry: dict[str, Any] = {"sae_dir": str(sae_dir), **stats, **measure(sae, tokens, site, test)}
-            obj = encode(sae, run.cache.object.load(site, position=k).float())
-            hyp = encode(sae, run.cache.hypothetical.load(site, position=k).float())
+            obj = encode_latents(sae, run.cache.object.load(site, position=k).float())
+            hyp = encode_latents(sae, run.cache.hypothetical.load(site, position=k).float())
             for source, labels in (("own", own), ("m1", m1)):
                 for target in LABEL_TARGETS:
                     entry[f"{source}:{target}"] = _trace_latents(obj, hyp, labels[target], train, test, config.min_count, config.seed)

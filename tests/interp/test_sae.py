@@ -14,7 +14,7 @@ from selfsim.interp.sae import (
     SAEConfig,
     SAEStudyConfig,
     answer_latents,
-    encode,
+    encode_latents,
     latent_readout,
     load_sae,
     reconstruct,
@@ -58,7 +58,7 @@ def test_sae_learns_planted_sparse_data(trained):
     assert quality.fvu < 0.3
     assert 0 <= quality.dead_share < 0.5 and 0 <= stats["dead_share_train"] <= 1
     assert stats["l0_train"] == pytest.approx(8, abs=0.01)
-    assert ((encode(sae, sparse_data(10, 3)) != 0).sum(1) == 8).all()
+    assert ((encode_latents(sae, sparse_data(10, 3)) != 0).sum(1) == 8).all()
 
 
 def test_saved_sae_is_sae_lens_format_and_round_trips_exactly(trained, tmp_path):
@@ -69,7 +69,7 @@ def test_saved_sae_is_sae_lens_format_and_round_trips_exactly(trained, tmp_path)
     sae.save_model(tmp_path / "again")
     again = load_sae(tmp_path / "again")
     x = sparse_data(50, 4)
-    assert torch.equal(encode(again, x), encode(sae, x))
+    assert torch.equal(encode_latents(again, x), encode_latents(sae, x))
     assert torch.equal(reconstruct(again, x)[1], reconstruct(sae, x)[1])
     with pytest.raises(SelfsimError, match="not an sae-lens SAE directory"):
         load_sae(tmp_path)
