@@ -35,7 +35,7 @@ from selfsim.errors import SelfsimError
 ALL = "ALL"
 NONCOMPLIANT_MODES = ("wrong", "exclude")
 Noncompliant = Literal["wrong", "exclude"]
-BEHAVIOUR_COLUMNS = ("object_id", "task", "property", "value", "compliant")
+BEHAVIOR_COLUMNS = ("object_id", "task", "property", "value", "compliant")
 PREDICTION_COLUMNS = ("object_id", "task", "property", "answer", "compliant")
 SCORED_COLUMNS = ("task", "property", "correct", "meta_compliant", "object_compliant")
 SAMPLE_COLUMNS = ("object_id", "value")
@@ -47,7 +47,7 @@ _BOOT_CHUNK_ELEMENTS = 4_000_000
 
 # ----------------------------------------------------------------------------- validation
 
-def _require(df: pd.DataFrame, columns: tuple[str, ...], name: str) -> None:
+def require_columns(df: pd.DataFrame, columns: tuple[str, ...], name: str) -> None:
     """Raise a SelfsimError naming any missing column and the expected ones."""
     if not isinstance(df, pd.DataFrame):
         raise SelfsimError(f"{name} must be a pandas DataFrame, got {type(df).__name__}")
@@ -146,7 +146,7 @@ def paired_gap(
     _check_mode(noncompliant)
     sides = []
     for df, name in ((scored_a, "scored_a"), (scored_b, "scored_b")):
-        _require(df, ("object_id",) + SCORED_COLUMNS, name)
+        require_columns(df, ("object_id",) + SCORED_COLUMNS, name)
         _unique_keys(df, name)
         sides.append(pd.DataFrame({
             "object_id": df["object_id"], "property": df["property"], "correct": _bools(df, "correct", name),
@@ -205,15 +205,15 @@ def _table(df: pd.DataFrame, summarise: Callable[[str, str, pd.DataFrame], dict[
     )
 
 
-def score(predictions: pd.DataFrame, behaviour: pd.DataFrame) -> pd.DataFrame:
+def score(predictions: pd.DataFrame, behavior: pd.DataFrame) -> pd.DataFrame:
     """Join predictions to behaviour on (object_id, property); add target, compliance and `correct`.
 
     Keeps the prediction columns (`compliant` renamed `meta_compliant`) and adds `target`
     (f(M(P))), `object_compliant`, `object_response` (when behaviour has `response`) and `correct`.
     """
-    _require(predictions, PREDICTION_COLUMNS, "predictions")
-    _require(behaviour, BEHAVIOUR_COLUMNS, "behaviour")
-    _unique_keys(behaviour, "behaviour")
+    require_columns(predictions, PREDICTION_COLUMNS, "predictions")
+    require_columns(behavior, BEHAVIOR_COLUMNS, "behaviour")
+    _unique_keys(behavior, "behaviour")
     added = ("target", "meta_compliant", "object_compliant", "object_response", "correct")
     clash = [c for c in added if c in predictions.columns]
     if clash:
@@ -221,14 +221,14 @@ def score(predictions: pd.DataFrame, behaviour: pd.DataFrame) -> pd.DataFrame:
     meta_compliant = _bools(predictions, "compliant", "predictions")
     pred = predictions.drop(columns=["compliant"]).assign(meta_compliant=meta_compliant)
     beh = pd.DataFrame({
-        "object_id": behaviour["object_id"],
-        "property": behaviour["property"],
-        "_task": behaviour["task"],
-        "target": behaviour["value"],
-        "object_compliant": _bools(behaviour, "compliant", "behaviour"),
+        "object_id": behavior["object_id"],
+        "property": behavior["property"],
+        "_task": behavior["task"],
+        "target": behavior["value"],
+        "object_compliant": _bools(behavior, "compliant", "behaviour"),
     })
-    if "response" in behaviour.columns:
-        beh["object_response"] = behaviour["response"]
+    if "response" in behavior.columns:
+        beh["object_response"] = behavior["response"]
     merged = pred.merge(beh, on=_KEY, how="left", indicator=True, validate="many_to_one")
     missing = merged["_merge"] == "left_only"
     if missing.any():
@@ -263,7 +263,7 @@ def hypothetical_accuracy(
     Columns: task, property, accuracy, ci_low, ci_high, n (rows averaged), n_meta_noncompliant,
     n_object_noncompliant (counted before any exclusion), noncompliant (the mode used).
     """
-    _require(scored, SCORED_COLUMNS, "scored")
+    require_columns(scored, SCORED_COLUMNS, "scored")
     _check_mode(noncompliant)
     df = pd.DataFrame({
         "task": scored["task"],
@@ -285,9 +285,9 @@ def hypothetical_accuracy(
     return _table(df, summarise)
 
 
-def _modes(behaviour: pd.DataFrame) -> dict[tuple[str, str], str]:
+def _modes(behavior: pd.DataFrame) -> dict[tuple[str, str], str]:
     """Most common compliant value per (task, property); ties go to the lexicographically smallest."""
-    ok = behaviour[_bools(behaviour, "compliant", "behaviour") & behaviour["value"].notna()]
+    ok = behavior[_bools(behavior, "compliant", "behaviour") & behavior["value"].notna()]
     counts = ok.groupby(["task", "property", "value"]).size().reset_index(name="count")
     counts = counts.sort_values(
         ["task", "property", "count", "value"], ascending=[True, True, False, True], kind="mergesort"
@@ -296,43 +296,43 @@ def _modes(behaviour: pd.DataFrame) -> dict[tuple[str, str], str]:
 
 
 def mode_baseline(
-    behaviour: pd.DataFrame,
-    train_behaviour: pd.DataFrame | None = None,
+    behavior: pd.DataFrame,
+    train_behavior: pd.DataFrame | None = None,
     *,
     noncompliant: Noncompliant = "wrong",
     n_boot: int = 1000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Accuracy of always answering the modal f(M1(P)) of each (task, property), on `behaviour`.
+    """Accuracy of always answering the modal f(M1(P)) of each (task, property), on `behavior`.
 
-    The mode comes from `train_behaviour` when given (every evaluated pair must appear there), else
-    from `behaviour` itself as in the paper. "wrong" counts non-compliant object rows as misses;
+    The mode comes from `train_behavior` when given (every evaluated pair must appear there), else
+    from `behavior` itself as in the paper. "wrong" counts non-compliant object rows as misses;
     "exclude" drops them. Columns as `hypothetical_accuracy` plus `mode` (None on ALL rows), `mode_from`.
     """
-    _require(behaviour, BEHAVIOUR_COLUMNS, "behaviour")
-    _unique_keys(behaviour, "behaviour")
+    require_columns(behavior, BEHAVIOR_COLUMNS, "behaviour")
+    _unique_keys(behavior, "behaviour")
     _check_mode(noncompliant)
-    if train_behaviour is None:
-        modes, source = _modes(behaviour), "behaviour"
+    if train_behavior is None:
+        modes, source = _modes(behavior), "behaviour"
     else:
-        _require(train_behaviour, BEHAVIOUR_COLUMNS, "train_behaviour")
-        _unique_keys(train_behaviour, "train_behaviour")
-        pairs = set(zip(behaviour["task"], behaviour["property"]))
-        absent = sorted(pairs - set(zip(train_behaviour["task"], train_behaviour["property"])))
+        require_columns(train_behavior, BEHAVIOR_COLUMNS, "train_behavior")
+        _unique_keys(train_behavior, "train_behavior")
+        pairs = set(zip(behavior["task"], behavior["property"]))
+        absent = sorted(pairs - set(zip(train_behavior["task"], train_behavior["property"])))
         if absent:
             raise SelfsimError(
-                f"train_behaviour has no rows for (task, property) pair(s) {absent}; "
+                f"train_behavior has no rows for (task, property) pair(s) {absent}; "
                 "give it those pairs or omit it to take the mode from the evaluated behaviour"
             )
-        modes, source = _modes(train_behaviour), "train_behaviour"
-    compliant = _bools(behaviour, "compliant", "behaviour")
-    keys = zip(behaviour["task"], behaviour["property"])
-    mode = pd.Series([modes.get(k) for k in keys], index=behaviour.index, dtype=object)
+        modes, source = _modes(train_behavior), "train_behaviour"
+    compliant = _bools(behavior, "compliant", "behaviour")
+    keys = zip(behavior["task"], behavior["property"])
+    mode = pd.Series([modes.get(k) for k in keys], index=behavior.index, dtype=object)
     df = pd.DataFrame({
-        "task": behaviour["task"],
-        "property": behaviour["property"],
+        "task": behavior["task"],
+        "property": behavior["property"],
         "compliant": compliant,
-        "correct": (compliant & behaviour["value"].notna() & mode.notna() & (behaviour["value"] == mode)).astype(bool),
+        "correct": (compliant & behavior["value"].notna() & mode.notna() & (behavior["value"] == mode)).astype(bool),
     })
 
     def summarise(task: str, prop: str, rows: pd.DataFrame) -> dict[str, Any]:
@@ -387,7 +387,7 @@ class CalibrationResult:
 
 def _sample_values(samples: pd.DataFrame, name: str) -> pd.DataFrame:
     """object_id and value of a samples table; a `compliant`=False row has no value."""
-    _require(samples, SAMPLE_COLUMNS, name)
+    require_columns(samples, SAMPLE_COLUMNS, name)
     if "property" in samples.columns and samples["property"].nunique() > 1:
         raise SelfsimError(
             f"{name} mixes properties {sorted(samples['property'].unique())}; calibrate one property at a time"
@@ -466,7 +466,7 @@ def calibration(
 
 # ----------------------------------------------------------------------------- behaviour shift
 
-def behaviour_shift(
+def behavior_shift(
     predictions: pd.DataFrame,
     old: pd.DataFrame,
     new: pd.DataFrame,
@@ -483,10 +483,10 @@ def behaviour_shift(
     """
     sides = []
     for df, name in ((old, "old"), (new, "new")):
-        _require(df, BEHAVIOUR_COLUMNS, name)
+        require_columns(df, BEHAVIOR_COLUMNS, name)
         _unique_keys(df, name)
         sides.append(df[_KEY + ["value"]].assign(compliant=_bools(df, "compliant", name)))
-    _require(predictions, PREDICTION_COLUMNS, "predictions")
+    require_columns(predictions, PREDICTION_COLUMNS, "predictions")
     _check_mode(noncompliant)
     both = sides[0].merge(sides[1], on=_KEY, suffixes=("_old", "_new"))
     changed = both[
@@ -529,7 +529,7 @@ def unchanged_share(before: pd.DataFrame, after: pd.DataFrame) -> float:
     key, col = (["object_id"], "response") if use_response else (_KEY, "value")
     sides = []
     for df, name in ((before, "before"), (after, "after")):
-        _require(df, tuple(key) + (col,), name)
+        require_columns(df, tuple(key) + (col,), name)
         rows = df[key + [col]].drop_duplicates()
         dup = rows.duplicated(key, keep=False)
         if dup.any():

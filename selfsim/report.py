@@ -17,7 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from selfsim.errors import SelfsimError
-from selfsim.evaluate import ALL, CalibrationResult
+from selfsim.evaluate import ALL, CalibrationResult, require_columns
 from selfsim.io import atomic_open
 from selfsim.results import (
     Calibration,
@@ -32,12 +32,6 @@ from selfsim.results import (
 )
 
 CI_COLUMNS = ("accuracy", "ci_low", "ci_high")
-
-
-def _require(df: pd.DataFrame, columns: tuple[str, ...], name: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise SelfsimError(f"{name} is missing column(s) {missing}; expected columns {list(columns)}")
 
 
 def _error_bars(rows: pd.DataFrame, suffix: str = "") -> dict:
@@ -60,7 +54,7 @@ def label_conditions(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 
 def fig_accuracy(table: pd.DataFrame, *, task: str = ALL, title: str = "Hypothetical accuracy") -> go.Figure:
     """Grouped bars of accuracy per property for one task (default: micro average), one bar per condition."""
-    _require(table, ("condition", "task", "property") + CI_COLUMNS, "accuracy table")
+    require_columns(table, ("condition", "task", "property") + CI_COLUMNS, "accuracy")
     rows = table[table["task"] == task]
     fig = go.Figure()
     for condition, group in rows.groupby("condition", sort=False):
@@ -77,7 +71,7 @@ def fig_accuracy(table: pd.DataFrame, *, task: str = ALL, title: str = "Hypothet
 
 def fig_scaling(table: pd.DataFrame, *, title: str = "Accuracy vs training-set size") -> go.Figure:
     """Accuracy (with CIs) against `n_train`, one line per condition (e.g. cross at several sizes, self)."""
-    _require(table, ("condition", "n_train") + CI_COLUMNS, "scaling table")
+    require_columns(table, ("condition", "n_train") + CI_COLUMNS, "scaling")
     fig = go.Figure()
     for condition, group in table.groupby("condition", sort=False):
         group = group.sort_values("n_train")
@@ -112,7 +106,7 @@ def fig_calibration(results: Mapping[str, CalibrationResult], *, title: str = "C
 def fig_shift(table: pd.DataFrame, *, task: str = ALL, title: str = "Behaviour shift") -> go.Figure:
     """Bars per property of accuracy against the new vs the old behaviour on changed prompts."""
     ci = tuple(f"{c}{s}" for s in ("_new", "_old") for c in CI_COLUMNS)
-    _require(table, ("task", "property", "n") + ci, "shift table")
+    require_columns(table, ("task", "property", "n") + ci, "shift")
     rows = table[table["task"] == task]
     fig = go.Figure()
     for suffix, name in (("_new", "new behaviour"), ("_old", "old behaviour")):

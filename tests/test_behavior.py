@@ -20,11 +20,10 @@ from selfsim.behavior import (
     CACHE_DIR,
     PREDICTIONS_FILE,
     SLEEP_ENV,
+    BehaviorTable,
     TruncationWarning,
     collect,
-    load_table,
     predict,
-    to_long,
 )
 from selfsim.cli import main
 from selfsim.errors import SelfsimError
@@ -66,23 +65,23 @@ def test_collect_answers_each_object_prompt_once(lively, tmp_path):
     assert row["properties"] == {"first_word": words[0], "first_character": row["clean"][0]}
     assert row["model"] == lively.name and len(row["fingerprint"]) == 16
     assert len(cache_rows(tmp_path)) == 6
-    on_disk = load_table(tmp_path / BEHAVIOR_FILE)
-    from_parquet = load_table(tmp_path / "behavior.parquet")
+    on_disk = BehaviorTable.load(tmp_path / BEHAVIOR_FILE).df
+    from_parquet = BehaviorTable.load(tmp_path / "behavior.parquet").df
     pd.testing.assert_frame_equal(on_disk, df)
     pd.testing.assert_frame_equal(from_parquet, df)
 
 
 def test_long_tables_feed_evaluate(lively, tmp_path):
     examples = toy_examples(5)
-    behaviour = collect(lively, examples, out_dir=tmp_path, samples=3, progress=False)
+    behavior = collect(lively, examples, out_dir=tmp_path, samples=3, progress=False)
     predictions = predict(lively, examples, out_dir=tmp_path, progress=False)
-    long = to_long(behaviour)
+    long = BehaviorTable(behavior).long()
     assert list(long.columns) == ["object_id", "task", "property", "value", "compliant", "sample", "response"]
     assert len(long) == 10 and (long["sample"] == -1).all()
-    assert len(to_long(behaviour, samples=True)) == 5 * 3 * 2
+    assert len(BehaviorTable(behavior).long(samples=True)) == 5 * 3 * 2
     assert len(predictions) == len(examples)
     assert predictions["example_id"].tolist() == [e.id for e in examples]
-    preds = to_long(predictions)
+    preds = BehaviorTable(predictions).long()
     assert list(preds.columns[:5]) == ["object_id", "task", "property", "answer", "compliant"]
     assert preds.loc[~preds["compliant"], "answer"].isna().all()
     scored = evaluate.score(preds, long)
@@ -361,12 +360,11 @@ def test_toy_model_answers_a_sample_of_the_released_rows(tmp_path):
         examples += list(paper.import_paper_jsonl(PAPER_DATASET / name))[:6]
     df = collect(m1, examples, out_dir=tmp_path, progress=False)
     assert len(df) == 12 and set(df["task"]) == {"animals_long", "arc_challenge"}
-    long = to_long(df)
+    long = BehaviorTable(df).long()
     assert long["compliant"].dtype == bool
 
 
 def test_behavior_table_views(lively, tmp_path):
-    from selfsim.behavior import BehaviorTable
     from selfsim.finetune import load_labels
 
     examples = toy_examples(4)
@@ -378,8 +376,10 @@ def test_behavior_table_views(lively, tmp_path):
     greedy = df[df["sample"] == -1]
     assert table.labels() == dict(zip(greedy["object_id"], greedy["properties"])) == load_labels(tmp_path / BEHAVIOR_FILE)
     assert table.responses() == dict(zip(greedy["object_id"], greedy["response"]))
-    keys = ["object_id", "property"]
-    pd.testing.assert_frame_equal(table.long().sort_values(keys, ignore_index=True), to_long(df).sort_values(keys, ignore_index=True))
+    long = table.long()
+    assert {(o, p, v) for o, p, v in zip(long["object_id"], long["property"], long["value"])} == {
+        (o, p, v) for o, props in zip(greedy["object_id"], greedy["properties"]) for p, v in props.items()}
+    assert len(long) == 4 * 2 and (long["sample"] == -1).all() and len(table.long(samples=True)) == 8 * 2
     assert BehaviorTable.load(tmp_path / "behavior.parquet").labels() == table.labels()
     with pytest.raises(SelfsimError, match="not a behaviour table"):
         write_jsonl(tmp_path / "bad.jsonl", [{"x": 1}])

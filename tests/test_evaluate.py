@@ -12,7 +12,7 @@ from selfsim import evaluate
 from selfsim.errors import SelfsimError
 from selfsim.evaluate import (
     ALL,
-    behaviour_shift,
+    behavior_shift,
     bootstrap_ci,
     calibration,
     hypothetical_accuracy,
@@ -25,7 +25,7 @@ from selfsim.evaluate import (
 FW, SC = "first_word", "second_character"
 
 
-def behaviour_table() -> pd.DataFrame:
+def behavior_table() -> pd.DataFrame:
     """t1/first_word: cat dog cat <nc>; t2/first_word: ant bee; t1/second_character: a o a <nc>."""
     rows = [
         ("o1", "t1", FW, "cat", True), ("o2", "t1", FW, "dog", True), ("o3", "t1", FW, "cat", True),
@@ -63,7 +63,7 @@ def row(table: pd.DataFrame, task: str, prop: str) -> pd.Series:
 # ----------------------------------------------------------------------------- score / accuracy
 
 def test_score_marks_each_row():
-    scored = score(predictions_table(), behaviour_table())
+    scored = score(predictions_table(), behavior_table())
     assert list(scored["correct"]) == [True, False, False, False, True, False, True, True, False, False]
     assert list(scored["target"].iloc[:3]) == ["cat", "dog", "cat"] and pd.isna(scored["target"].iloc[3])
     assert list(scored["meta_compliant"].iloc[:4]) == [True, True, False, True]
@@ -72,7 +72,7 @@ def test_score_marks_each_row():
 
 
 def test_accuracy_noncompliant_counted_wrong():
-    acc = hypothetical_accuracy(score(predictions_table(), behaviour_table()), noncompliant="wrong", n_boot=200)
+    acc = hypothetical_accuracy(score(predictions_table(), behavior_table()), noncompliant="wrong", n_boot=200)
     # t1/fw 1 of 4; t2/fw 1 of 2; t1/sc 2 of 4; ALL/fw 2 of 6; ALL/sc 2 of 4; ALL/ALL 4 of 10
     expected = {("t1", FW): (1 / 4, 4), ("t2", FW): (1 / 2, 2), ("t1", SC): (2 / 4, 4),
                 (ALL, FW): (2 / 6, 6), (ALL, SC): (2 / 4, 4), (ALL, ALL): (4 / 10, 10)}
@@ -88,7 +88,7 @@ def test_accuracy_noncompliant_counted_wrong():
 
 
 def test_accuracy_noncompliant_excluded():
-    acc = hypothetical_accuracy(score(predictions_table(), behaviour_table()), noncompliant="exclude", n_boot=200)
+    acc = hypothetical_accuracy(score(predictions_table(), behavior_table()), noncompliant="exclude", n_boot=200)
     # drop o3/fw (meta nc), o4/fw (object nc), o4/sc (both): t1/fw 1 of 2; t2/fw 1 of 2; t1/sc 2 of 3;
     # ALL/fw 2 of 4; ALL/sc 2 of 3; ALL/ALL 4 of 7
     expected = {("t1", FW): (1 / 2, 2), ("t2", FW): (1 / 2, 2), ("t1", SC): (2 / 3, 3),
@@ -100,7 +100,7 @@ def test_accuracy_noncompliant_excluded():
 
 
 def test_accuracy_ci_is_the_bootstrap_of_the_group():
-    scored = score(predictions_table(), behaviour_table())
+    scored = score(predictions_table(), behavior_table())
     acc = hypothetical_accuracy(scored, n_boot=300, seed=5)
     group = scored[(scored["task"] == "t1") & (scored["property"] == SC)]["correct"].to_numpy()
     r = row(acc, "t1", SC)
@@ -108,7 +108,7 @@ def test_accuracy_ci_is_the_bootstrap_of_the_group():
 
 
 def test_accuracy_group_emptied_by_exclusion_keeps_its_row():
-    scored = score(predictions_table(), behaviour_table())
+    scored = score(predictions_table(), behavior_table())
     only_nc = scored[scored["object_id"] == "o4"]
     acc = hypothetical_accuracy(only_nc, noncompliant="exclude", n_boot=10)
     r = row(acc, "t1", FW)
@@ -117,8 +117,8 @@ def test_accuracy_group_emptied_by_exclusion_keeps_its_row():
 
 # ----------------------------------------------------------------------------- mode baseline
 
-def test_mode_baseline_from_evaluated_behaviour():
-    base = mode_baseline(behaviour_table(), n_boot=200)
+def test_mode_baseline_from_evaluated_behavior():
+    base = mode_baseline(behavior_table(), n_boot=200)
     # modes: t1/fw cat (2 of 3 compliant), t2/fw ant (ant/bee tie -> smallest), t1/sc a.
     # wrong mode: t1/fw 2 of 4, t2/fw 1 of 2, t1/sc 2 of 4, ALL/fw 3 of 6, ALL/sc 2 of 4, ALL/ALL 5 of 10
     expected = {("t1", FW): ("cat", 2 / 4, 4), ("t2", FW): ("ant", 1 / 2, 2), ("t1", SC): ("a", 2 / 4, 4),
@@ -130,7 +130,7 @@ def test_mode_baseline_from_evaluated_behaviour():
 
 
 def test_mode_baseline_exclude_and_tie_break_independent_of_row_order():
-    shuffled = behaviour_table().sample(frac=1, random_state=3)
+    shuffled = behavior_table().sample(frac=1, random_state=3)
     base = mode_baseline(shuffled, noncompliant="exclude", n_boot=50)
     # non-compliant o4 rows dropped: t1/fw 2 of 3, t1/sc 2 of 3, ALL/fw 3 of 5, ALL/ALL 5 of 8
     assert row(base, "t2", FW)["mode"] == "ant"
@@ -140,13 +140,13 @@ def test_mode_baseline_exclude_and_tie_break_independent_of_row_order():
     assert row(base, ALL, ALL)["accuracy"] == pytest.approx(5 / 8) and row(base, ALL, ALL)["n"] == 8
 
 
-def test_mode_baseline_from_train_behaviour():
+def test_mode_baseline_from_train_behavior():
     train = pd.DataFrame(
         [("x1", "t1", FW, "dog", True), ("x2", "t1", FW, "dog", True), ("x3", "t1", FW, "cat", True),
          ("x4", "t2", FW, "bee", True), ("x1", "t1", SC, "o", True)],
         columns=["object_id", "task", "property", "value", "compliant"],
     )
-    base = mode_baseline(behaviour_table(), train, n_boot=50)
+    base = mode_baseline(behavior_table(), train, n_boot=50)
     # modes dog / bee / o: t1/fw only o2 right (1 of 4); t2/fw o6 (1 of 2); t1/sc o2 (1 of 4); ALL 3 of 10
     assert row(base, "t1", FW)["mode"] == "dog" and row(base, "t1", FW)["accuracy"] == pytest.approx(1 / 4)
     assert row(base, "t2", FW)["accuracy"] == pytest.approx(1 / 2)
@@ -154,7 +154,7 @@ def test_mode_baseline_from_train_behaviour():
     assert row(base, ALL, ALL)["accuracy"] == pytest.approx(3 / 10)
     assert set(base["mode_from"]) == {"train_behaviour"}
     with pytest.raises(SelfsimError, match="t2"):
-        mode_baseline(behaviour_table(), train[train["task"] == "t1"])
+        mode_baseline(behavior_table(), train[train["task"] == "t1"])
 
 
 # ----------------------------------------------------------------------------- bootstrap
@@ -326,9 +326,9 @@ def shift_tables() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     return predictions, old, new
 
 
-def test_behaviour_shift_counts_changed_prompts_only():
+def test_behavior_shift_counts_changed_prompts_only():
     predictions, old, new = shift_tables()
-    shift = behaviour_shift(predictions, old, new, n_boot=100)
+    shift = behavior_shift(predictions, old, new, n_boot=100)
     # changed: o2 o3 o7 (t1), o6 (t2). t1: new 2 of 3, old 1 of 3; t2: 0 of 1 both; ALL: new 2 of 4, old 1 of 4
     t1, t2, total = row(shift, "t1", FW), row(shift, "t2", FW), row(shift, ALL, ALL)
     assert t1["n"] == 3 and t1["accuracy_new"] == pytest.approx(2 / 3) and t1["accuracy_old"] == pytest.approx(1 / 3)
@@ -338,9 +338,9 @@ def test_behaviour_shift_counts_changed_prompts_only():
     assert total["ci_low_new"] <= 0.5 <= total["ci_high_new"]
 
 
-def test_behaviour_shift_exclude():
+def test_behavior_shift_exclude():
     predictions, old, new = shift_tables()
-    shift = behaviour_shift(predictions, old, new, noncompliant="exclude", n_boot=100)
+    shift = behavior_shift(predictions, old, new, noncompliant="exclude", n_boot=100)
     # o6 dropped: t2 empty; ALL: new 2 of 3, old 1 of 3
     assert row(shift, "t2", FW)["n"] == 0 and np.isnan(row(shift, "t2", FW)["accuracy_new"])
     total = row(shift, ALL, ALL)
@@ -349,7 +349,7 @@ def test_behaviour_shift_exclude():
 
 
 def test_unchanged_share_by_response_and_by_value():
-    before = behaviour_table()
+    before = behavior_table()
     after = before.copy()
     after.loc[(after["object_id"] == "o2") & (after["property"] == FW), "value"] = "cow"
     after.loc[(after["object_id"] == "o3") & (after["property"] == SC), "value"] = "x"
@@ -368,15 +368,15 @@ def test_unchanged_share_by_response_and_by_value():
 
 def test_missing_columns_are_named():
     with pytest.raises(SelfsimError, match=r"missing column\(s\) \['answer'\]; expected columns"):
-        score(predictions_table().drop(columns="answer"), behaviour_table())
+        score(predictions_table().drop(columns="answer"), behavior_table())
     with pytest.raises(SelfsimError, match="behaviour.*'value'"):
-        mode_baseline(behaviour_table().drop(columns="value"))
+        mode_baseline(behavior_table().drop(columns="value"))
     with pytest.raises(SelfsimError, match="correct"):
         hypothetical_accuracy(pd.DataFrame({"task": [], "property": []}))
 
 
 def test_score_rejects_bad_joins():
-    beh = behaviour_table()
+    beh = behavior_table()
     with pytest.raises(SelfsimError, match="no behaviour row"):
         score(predictions_table(), beh[beh["object_id"] != "o1"])
     with pytest.raises(SelfsimError, match="one row per object prompt"):
@@ -390,12 +390,12 @@ def test_score_rejects_bad_joins():
 
 
 def test_results_are_json_serialisable():
-    scored = score(predictions_table(), behaviour_table())
+    scored = score(predictions_table(), behavior_table())
     tables = [
         hypothetical_accuracy(scored, n_boot=20),
         hypothetical_accuracy(scored[scored["object_id"] == "o4"], noncompliant="exclude", n_boot=20),
-        mode_baseline(behaviour_table(), n_boot=20),
-        behaviour_shift(*shift_tables(), n_boot=20),
+        mode_baseline(behavior_table(), n_boot=20),
+        behavior_shift(*shift_tables(), n_boot=20),
     ]
     for table in tables:
         records = json.loads(json.dumps(to_records(table), allow_nan=False))
@@ -416,7 +416,7 @@ def test_paired_bootstrap_matches_a_hand_computation():
 
 
 def test_paired_gap_pairs_rows_by_prompt():
-    beh = behaviour_table()
+    beh = behavior_table()
     scored_a = score(predictions_table(), beh)
     # b answers like a, except that it gets o1/first_word wrong: a - b is 1 on one row, 0 elsewhere
     preds_b = predictions_table()

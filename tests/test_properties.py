@@ -261,7 +261,7 @@ def last_word():
 
 def test_a_registered_property_reaches_tasks_import_and_evaluation(last_word, lively, tmp_path):
     from selfsim import evaluate
-    from selfsim.behavior import collect, predict, to_long
+    from selfsim.behavior import BehaviorTable, collect, predict
     from selfsim.tasks import generate, get_task
     from selfsim.tasks.paper import parse_paper_file
 
@@ -270,11 +270,11 @@ def test_a_registered_property_reaches_tasks_import_and_evaluation(last_word, li
     examples = generate("animals_long", "last_word", n=4, seed=0)
     assert examples[0].hypothetical_messages[-1]["content"].endswith("the last word of the response you gave? "
                                                                       "Respond only with that word.\n")
-    behaviour = collect(lively, examples, out_dir=tmp_path, progress=False)
-    assert [row["last_word"] for row in behaviour["properties"]] == [
-        last_word.extract(r) for r in behaviour["response"]]
+    behavior = collect(lively, examples, out_dir=tmp_path, progress=False)
+    assert [row["last_word"] for row in behavior["properties"]] == [
+        last_word.extract(r) for r in behavior["response"]]
     predictions = predict(lively, examples, out_dir=tmp_path, progress=False)
-    accuracy = evaluate.hypothetical_accuracy(evaluate.score(to_long(predictions), to_long(behaviour)), n_boot=10)
+    accuracy = evaluate.hypothetical_accuracy(evaluate.score(BehaviorTable(predictions).long(), BehaviorTable(behavior).long()), n_boot=10)
     row = accuracy[(accuracy["task"] == "animals_long") & (accuracy["property"] == "last_word")]
     assert len(row) == 1 and int(row["n"].iloc[0]) == 4
 

@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 
 from selfsim.errors import SelfsimError
-from selfsim.evaluate import ALL, behaviour_shift, calibration, hypothetical_accuracy, mode_baseline, score
+from selfsim.evaluate import ALL, behavior_shift, calibration, hypothetical_accuracy, mode_baseline, score
 from selfsim.report import fig_accuracy, fig_calibration, fig_scaling, fig_shift, label_conditions, write_report
 from test_evaluate import (
     META_SAMPLES,
     OBJECT_SAMPLES,
-    behaviour_table,
+    behavior_table,
     predictions_table,
     samples,
     shift_tables,
@@ -19,10 +19,10 @@ from test_evaluate import (
 
 
 def accuracy_table() -> pd.DataFrame:
-    scored = score(predictions_table(), behaviour_table())
+    scored = score(predictions_table(), behavior_table())
     return label_conditions({
         "self": hypothetical_accuracy(scored, n_boot=50),
-        "mode baseline": mode_baseline(behaviour_table(), n_boot=50),
+        "mode baseline": mode_baseline(behavior_table(), n_boot=50),
     })
 
 
@@ -45,11 +45,11 @@ def test_other_figures():
     cal = calibration(samples(OBJECT_SAMPLES), samples(META_SAMPLES), n_bins=3)
     fig = fig_calibration({"self": cal})
     assert fig.data[1].name == "self (MAD 20.8)" and list(fig.data[1].x) == pytest.approx([0.25, 0.375, 0.875])
-    fig = fig_shift(behaviour_shift(*shift_tables(), n_boot=20))
+    fig = fig_shift(behavior_shift(*shift_tables(), n_boot=20))
     assert [t.name for t in fig.data] == ["new behaviour", "old behaviour"]
     assert list(fig.data[0].y) == pytest.approx([0.5, 0.5])  # first_word micro row, then ALL/ALL
     with pytest.raises(SelfsimError, match="condition"):
-        fig_accuracy(hypothetical_accuracy(score(predictions_table(), behaviour_table()), n_boot=5))
+        fig_accuracy(hypothetical_accuracy(score(predictions_table(), behavior_table()), n_boot=5))
 
 
 def test_write_report_single_file(tmp_path):

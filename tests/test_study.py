@@ -106,27 +106,28 @@ KEY = "toy-m1__toy-m2"
 
 def _greedy(path: Path) -> dict[tuple[str, str], tuple[object, bool]]:
     """{(object_id, property): (value, compliant)} of a behaviour table's greedy rows."""
-    from selfsim.behavior import load_table, to_long
+    from selfsim.behavior import BehaviorTable
 
-    df = to_long(load_table(path))
+    df = BehaviorTable.load(path).long()
     return {(o, p): (v, bool(c)) for o, p, v, c in zip(df["object_id"], df["property"], df["value"], df["compliant"])}
 
 
 def _hand_accuracy(preds_path: Path, target: dict, ids: set[str]) -> float:
     """Counted-wrong accuracy by hand: compliant meta answer equal to the compliant target value."""
-    from selfsim.behavior import load_table, to_long
+    from selfsim.behavior import BehaviorTable
 
-    preds = to_long(load_table(preds_path))
+    preds = BehaviorTable.load(preds_path).long()
     preds = preds[preds["object_id"].isin(ids)]
     hits = [bool(c) and a is not None and target[(o, p)][1] and target[(o, p)][0] == a
             for o, p, a, c in zip(preds["object_id"], preds["property"], preds["answer"], preds["compliant"])]
     return sum(hits) / len(hits)
 
 
-def test_primary_scores_use_the_self_trained_m1s_current_behaviour(runs, tmp_path):
+def test_primary_scores_use_the_self_trained_m1s_current_behavior(runs, tmp_path):
     import shutil
 
-    from selfsim.behavior import BEHAVIOR_FILE, PREDICTIONS_FILE, load_table, to_long
+    from selfsim.behavior import BEHAVIOR_FILE, PREDICTIONS_FILE, BehaviorTable
+    from selfsim.generation import GREEDY
     from selfsim.io import iter_jsonl, write_jsonl
 
     run = tmp_path / "run"
@@ -135,13 +136,13 @@ def test_primary_scores_use_the_self_trained_m1s_current_behaviour(runs, tmp_pat
     ood = {e.object_id for e in load_examples(run / "examples" / "eval_ood.jsonl")}
     # Make M1ft's current behaviour on held-out prompts differ from M1's: set it to the self model's own
     # hypothetical answers, then let the (fully cached) study recompute every number from the files.
-    preds = to_long(load_table(run / "predictions" / KEY / "self" / PREDICTIONS_FILE))
+    preds = BehaviorTable.load(run / "predictions" / KEY / "self" / PREDICTIONS_FILE).long()
     answers = {(o, p): a for o, p, a, c in zip(preds["object_id"], preds["property"], preds["answer"], preds["compliant"]) if c}
     path = run / "behaviour" / KEY / "self" / BEHAVIOR_FILE
     rows = [row for _, row in iter_jsonl(path)]
     for row in rows:
         for prop in row["properties"]:
-            if row["sample"] == -1 and (row["object_id"], prop) in answers and row["object_id"] in ood:
+            if row["sample"] == GREEDY and (row["object_id"], prop) in answers and row["object_id"] in ood:
                 row["properties"][prop], row["compliant"][prop] = answers[(row["object_id"], prop)], True
     write_jsonl(path, rows)
     study = Study(StudyConfig.quick(**TINY), run, progress=False)
@@ -175,16 +176,16 @@ def test_cross_models_learn_the_self_trained_m1s_answers_on_the_training_prompts
 
 
 def test_calibration_object_samples_come_from_the_self_trained_m1(runs):
-    from selfsim.behavior import BEHAVIOR_FILE, PREDICTIONS_FILE, load_table, to_long
+    from selfsim.behavior import BEHAVIOR_FILE, PREDICTIONS_FILE, BehaviorTable
     from selfsim.evaluate import calibration
 
     run = runs[0]
     calib = load_results(run).primary.experiment(Calibration)
     cols = ["object_id", "value", "sample"]
-    obj = to_long(load_table(run / "samples" / KEY / "self-object" / BEHAVIOR_FILE), samples=True)
+    obj = BehaviorTable.load(run / "samples" / KEY / "self-object" / BEHAVIOR_FILE).long(samples=True)
     meta_dirs = {"untrained": run / "samples" / "toy-m1", "self": run / "samples" / KEY / "self", "cross": run / "samples" / KEY / "cross"}
     for cond, directory in meta_dirs.items():
-        meta = to_long(load_table(directory / PREDICTIONS_FILE), samples=True).rename(columns={"answer": "value"})
+        meta = BehaviorTable.load(directory / PREDICTIONS_FILE).long(samples=True).rename(columns={"answer": "value"})
         expected = calibration(obj[cols], meta[cols])
         got = {"untrained": calib.untrained, "self": calib.self_trained, "cross": calib.cross_trained}[cond]
         assert [r["object_prob"] for r in got["pairs"]] == pytest.approx(expected.pairs["object_prob"].tolist())

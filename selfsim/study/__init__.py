@@ -24,10 +24,9 @@ from selfsim.study.config import StudyConfig
 from selfsim.study.prompts import calibration_examples
 from selfsim.study.run import Study
 from selfsim.study.scoring import spread, unchanged
-from selfsim.study.stages import labels_of
 
 __all__ = ["PAPER", "TARGETS", "PairResult", "Study", "StudyConfig", "StudyResults", "calibration_examples", "headline",
-           "labels_of", "spread", "unchanged", "write_figure"]
+           "spread", "unchanged", "write_figure"]
 
 
 def headline(pair: PairResult, split: str = "eval_ood", mode: str = "wrong", target: str = "m1_after",

@@ -10,33 +10,33 @@ from selfsim.results import MODES, Gap, Modes, PairResult, Records, Spread
 from selfsim.study.config import StudyConfig
 
 
-def accuracy(config: StudyConfig, predictions: pd.DataFrame, behaviour: pd.DataFrame, ids: set[str]) -> Modes:
+def accuracy(config: StudyConfig, predictions: pd.DataFrame, behavior: pd.DataFrame, ids: set[str]) -> Modes:
     """Hypothetical accuracy (both non-compliance modes) of predictions against a behaviour table on prompts `ids`."""
     from selfsim.evaluate import hypothetical_accuracy, score, to_records
 
-    scored = score(predictions[predictions["object_id"].isin(ids)], behaviour[behaviour["object_id"].isin(ids)])
+    scored = score(predictions[predictions["object_id"].isin(ids)], behavior[behavior["object_id"].isin(ids)])
     return Modes(**{
         mode: to_records(hypothetical_accuracy(scored, noncompliant=mode, n_boot=config.n_boot, seed=config.seed))
         for mode in MODES
     })
 
 
-def mode(config: StudyConfig, behaviour: pd.DataFrame, ids: set[str]) -> Modes:
+def mode(config: StudyConfig, behavior: pd.DataFrame, ids: set[str]) -> Modes:
     """Mode baseline on the prompts `ids` of a behaviour table, in both non-compliance modes."""
     from selfsim.evaluate import mode_baseline, to_records
 
-    rows = behaviour[behaviour["object_id"].isin(ids)]
+    rows = behavior[behavior["object_id"].isin(ids)]
     return Modes(**{
         m: to_records(mode_baseline(rows, noncompliant=m, n_boot=config.n_boot, seed=config.seed)) for m in MODES
     })
 
 
-def gap(config: StudyConfig, preds_self: pd.DataFrame, preds_cross: pd.DataFrame, behaviour: pd.DataFrame,
+def gap(config: StudyConfig, preds_self: pd.DataFrame, preds_cross: pd.DataFrame, behavior: pd.DataFrame,
         ids: set[str]) -> Gap:
     """Self - cross accuracy gap (ALL/ALL) with a paired bootstrap CI over prompts, both non-compliance modes."""
     from selfsim.evaluate import paired_gap, score, to_records
 
-    beh = behaviour[behaviour["object_id"].isin(ids)]
+    beh = behavior[behavior["object_id"].isin(ids)]
     scored = [score(p[p["object_id"].isin(ids)], beh) for p in (preds_self, preds_cross)]
     return Gap(**{
         m: to_records(pd.DataFrame([paired_gap(*scored, noncompliant=m, n_boot=config.n_boot, seed=config.seed)]))[0]

@@ -12,8 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
+from selfsim.behavior import BehaviorTable
 from selfsim.examples import Example
 from selfsim.study.config import StudyConfig
 
@@ -21,12 +20,6 @@ from selfsim.study.config import StudyConfig
 def model_dir(model: str) -> str:
     """The directory name of a model in a run directory."""
     return model.replace("/", "_")
-
-
-def labels_of(behaviour: pd.DataFrame) -> dict[str, dict[str, str | None]]:
-    """{object_id: {property: value}} from the greedy rows of a behaviour table."""
-    greedy = behaviour[behaviour["sample"] == -1]
-    return {oid: dict(props) for oid, props in zip(greedy["object_id"], greedy["properties"])}
 
 
 class Stages:
@@ -59,31 +52,31 @@ class Stages:
             self._subjects[key] = load_subject(model, adapter=adapter)
         return self._subjects[key]
 
-    def behaviour(self, key: str, model: str, examples: list[Example], adapter: Path | None = None) -> pd.DataFrame:
+    def behavior(self, key: str, model: str, examples: list[Example], adapter: Path | None = None) -> BehaviorTable:
         """Greedy object-level behaviour of a model (cached under behaviour/<key>)."""
-        from selfsim.behavior import BEHAVIOR_FILE, collect, load_table
+        from selfsim.behavior import BEHAVIOR_FILE, collect
 
         out = self.out / "behaviour" / key
         self.stage(f"behaviour {key}", out / BEHAVIOR_FILE, lambda: collect(
             self.subject(model, adapter), examples, out_dir=out, batch_size=self.config.gen_batch_size,
             seed=self.config.seed, progress=self.progress,
         ))
-        return load_table(out / BEHAVIOR_FILE)
+        return BehaviorTable.load(out / BEHAVIOR_FILE)
 
-    def predictions(self, key: str, model: str, examples: list[Example], adapter: Path | None = None) -> pd.DataFrame:
+    def predictions(self, key: str, model: str, examples: list[Example], adapter: Path | None = None) -> BehaviorTable:
         """Greedy hypothetical answers of a model (cached under predictions/<key>)."""
-        from selfsim.behavior import PREDICTIONS_FILE, load_table, predict
+        from selfsim.behavior import PREDICTIONS_FILE, predict
 
         out = self.out / "predictions" / key
         self.stage(f"predictions {key}", out / PREDICTIONS_FILE, lambda: predict(
             self.subject(model, adapter), examples, out_dir=out, batch_size=self.config.gen_batch_size,
             seed=self.config.seed, progress=self.progress,
         ))
-        return load_table(out / PREDICTIONS_FILE)
+        return BehaviorTable.load(out / PREDICTIONS_FILE)
 
-    def samples(self, key: str, model: str, examples: list[Example], *, meta: bool, adapter: Path | None = None) -> pd.DataFrame:
+    def samples(self, key: str, model: str, examples: list[Example], *, meta: bool, adapter: Path | None = None) -> BehaviorTable:
         """T=1 samples of the object level or of the hypothetical question (calibration)."""
-        from selfsim.behavior import BEHAVIOR_FILE, PREDICTIONS_FILE, collect, load_table, predict
+        from selfsim.behavior import BEHAVIOR_FILE, PREDICTIONS_FILE, collect, predict
 
         c = self.config
         out = self.out / "samples" / key
@@ -92,7 +85,7 @@ class Stages:
             self.subject(model, adapter), examples, out_dir=out, samples=c.calibration_samples, temperature=1.0,
             batch_size=c.gen_batch_size, seed=c.seed, progress=self.progress,
         ))
-        return load_table(out / file)
+        return BehaviorTable.load(out / file)
 
     def finetune(self, key: str, model: str, items: list[Any], *, n_items: int | None = None, full: bool = False,
                  base_adapter: Path | None = None) -> Path:
@@ -113,8 +106,8 @@ class Stages:
         self._subjects.clear()
         return out
 
-    def labelled(self, examples: list[Example], behaviour: pd.DataFrame, per_pair: int | None = None) -> list[Any]:
+    def labelled(self, examples: list[Example], behavior: BehaviorTable, per_pair: int | None = None) -> list[Any]:
         """Training items: examples labelled with a behaviour table's greedy property values."""
         from selfsim.finetune import build_training_set
 
-        return build_training_set(examples, labels_of(behaviour), per_pair=per_pair, seed=self.config.seed)
+        return build_training_set(examples, behavior.labels(), per_pair=per_pair, seed=self.config.seed)

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from selfsim import report, results
+from selfsim.behavior import BehaviorTable
 from selfsim.errors import SelfsimError
 from selfsim.examples import Example
 from selfsim.study.config import StudyConfig
@@ -25,7 +26,7 @@ from selfsim.study.stages import Stages
 class PairContext:
     """What self vs cross leaves behind for one ordered pair: models, tables and adapters.
 
-    Behaviour tables `beh_*` are the wide greedy tables of `selfsim.behavior`; `targets` holds long
+    `beh_*` are greedy behaviour tables (`selfsim.behavior.BehaviorTable`); `targets` holds long
     tables: m1_after (M1ft on the evaluation prompts), m1_before (M1) and own_before (M2 before finetuning).
     """
 
@@ -34,9 +35,9 @@ class PairContext:
     m1: str
     m2: str
     examples: dict[str, list[Example]]
-    beh_m1: pd.DataFrame
-    beh_m2: pd.DataFrame
-    beh_self: pd.DataFrame
+    beh_m1: BehaviorTable
+    beh_m2: BehaviorTable
+    beh_self: BehaviorTable
     adapters: dict[str, Path]
     targets: dict[str, pd.DataFrame]
 

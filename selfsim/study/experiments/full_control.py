@@ -10,8 +10,6 @@ from selfsim.study.scoring import accuracy
 def full_control(ctx: PairContext) -> FullControl:
     """Full-weight finetuning of self (on M1's own answers) and cross (on M1ft's) at growing data sizes,
     scored against M1ft, M1 before and (cross) M2's own pre-finetune behaviour."""
-    from selfsim.behavior import to_long
-
     c, st, ids = ctx.config, ctx.stages, ctx.ood_ids
     rows = []
     for n in c.full_control:
@@ -19,7 +17,7 @@ def full_control(ctx: PairContext) -> FullControl:
         for cond, model, labels in (("self", ctx.m1, ctx.beh_m1), ("cross", ctx.m2, ctx.beh_self)):
             key = f"{ctx.key}/full_{cond}_n{n}"
             path = st.finetune(key, model, st.labelled(ctx.examples["train"], labels, per_pair), n_items=c.n_items(n), full=True)
-            preds = to_long(st.predictions(key, str(path), ctx.evals))
+            preds = st.predictions(key, str(path), ctx.evals).long()
             rows.append(FullControlRow(
                 condition=cond, n_train=n, steps=c.steps_for(c.n_items(n)),
                 vs_m1_after=accuracy(c, preds, ctx.targets["m1_after"], ids),

@@ -21,8 +21,7 @@ def interp(ctx: PairContext) -> Interp:
     c, st, a, b, adapters = ctx.config, ctx.stages, ctx.m1, ctx.m2, ctx.adapters
     out = st.out / "interp"
     chosen = [e for e in ctx.examples["eval_ood"] if e.property == "first_word"][: c.interp_prompts]
-    greedy = ctx.beh_m1[ctx.beh_m1["sample"] == -1]
-    m1 = dict(zip(greedy["object_id"], greedy["response"]))
+    m1 = ctx.beh_m1.responses()
 
     def subjects() -> dict[str, Any]:
         return {"untrained": load_subject(a), "self": load_subject(a, adapter=adapters["self"]),

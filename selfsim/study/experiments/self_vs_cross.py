@@ -17,28 +17,26 @@ from selfsim.study.stages import Stages, model_dir
 def self_vs_cross(stages: Stages, a: str, b: str, ex: dict[str, list[Example]]) -> tuple[PairResult, PairContext]:
     """Finetune self (A on its own answers) and cross (B on A-ft's), score every condition on both
     evaluation splits; returns the pair's result and the context the extra experiments build on."""
-    from selfsim.behavior import to_long
-
     c, st = stages.config, stages
     evals = ex["eval_id"] + ex["eval_ood"]
     everything = ex["train"] + evals
     da, db = model_dir(a), model_dir(b)
-    beh_a = st.behaviour(da, a, everything)
-    beh_b = st.behaviour(db, b, everything)
+    beh_a = st.behavior(da, a, everything)
+    beh_b = st.behavior(db, b, everything)
     key = f"{da}__{db}"
     n_items = c.n_items(c.n_train)
     adapters = {"self": st.finetune(f"{key}/self", a, st.labelled(ex["train"], beh_a, c.per_pair()), n_items=n_items)}
-    beh_self = st.behaviour(f"{key}/self", a, everything, adapters["self"])
+    beh_self = st.behavior(f"{key}/self", a, everything, adapters["self"])
     adapters["cross"] = st.finetune(f"{key}/cross", b, st.labelled(ex["train"], beh_self, c.per_pair()), n_items=n_items)
     models = {"untrained": (a, None), "self": (a, adapters["self"]), "cross": (b, adapters["cross"]),
               "untrained_m2": (b, None)}
-    preds = {k: to_long(st.predictions(f"{key}/{k}" if k in adapters else model_dir(m), m, evals, ad))
+    preds = {k: st.predictions(f"{key}/{k}" if k in adapters else model_dir(m), m, evals, ad).long()
              for k, (m, ad) in models.items()}
     eval_ids = {e.object_id for e in evals}
-    m1_after = to_long(beh_self)
+    m1_after = beh_self.long()
     after = {"self": m1_after[m1_after["object_id"].isin(eval_ids)].reset_index(drop=True),
-             "cross": to_long(st.behaviour(f"{key}/cross", b, evals, adapters["cross"]))}
-    before = {"m1": to_long(beh_a), "m2": to_long(beh_b)}
+             "cross": st.behavior(f"{key}/cross", b, evals, adapters["cross"]).long()}
+    before = {"m1": beh_a.long(), "m2": beh_b.long()}
     targets = {"m1_after": after["self"], "m1_before": before["m1"]}
 
     def split(rows: list[Example]) -> SplitResult:
