@@ -1,3 +1,5 @@
+"""`python -m selfsim`: the `selfsim` command line"""
+
 import sys
 
 from selfsim.cli import main

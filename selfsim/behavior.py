@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
@@ -242,7 +242,7 @@ class BehaviorTable:
         """
         labels: Labels = {}
         for index, row in self.greedy().iterrows():
-            where = f"{self.source}:{self.lines[index]}" if self.lines else f"{self.source} row {index}"
+            where = f"{self.source}:{self.lines[cast(int, index)]}" if self.lines else f"{self.source} row {index}"
             object_id = row.get("object_id")
             if not isinstance(object_id, str):
                 raise SelfsimError(f"{where}: behaviour row has no object_id")

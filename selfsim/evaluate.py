@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -192,9 +192,9 @@ def _accuracy(correct: np.ndarray, n_boot: int, seed: int, suffix: str = "") -> 
 def _groups(df: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:
     """Yield (task, property, rows): each pair, then task=ALL per property, then ALL/ALL."""
     for (task, prop), rows in df.groupby(["task", "property"], sort=True):
-        yield task, prop, rows
+        yield cast(str, task), cast(str, prop), rows
     for prop, rows in df.groupby("property", sort=True):
-        yield ALL, prop, rows
+        yield ALL, cast(str, prop), rows
     yield ALL, ALL, df
 
 
@@ -460,7 +460,7 @@ def calibration(
 
     bins, curve, mad = _bin_pairs(pairs, n_bins)
     pairs["bin"] = bins
-    mad_by_rank = {int(r): _bin_pairs(g, n_bins)[2] for r, g in pairs.groupby("rank", sort=True)}
+    mad_by_rank = {int(cast(int, r)): _bin_pairs(g, n_bins)[2] for r, g in pairs.groupby("rank", sort=True)}
     return CalibrationResult(pairs=pairs, curve=curve, mad=mad, mad_by_rank=mad_by_rank)
 
 

@@ -15,7 +15,6 @@ from selfsim.errors import SelfsimError
 from selfsim.io import iter_jsonl, write_jsonl
 
 
-
 def prompt_id(messages: Messages) -> str:
     """A stable 16-hex id of a chat prompt (the object prompt's identity across properties)."""
     blob = json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()
@@ -49,6 +48,7 @@ class Example:
         return prompt_id(self.object_messages + [{"property": self.property, "task": self.task}])
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form, with the derived `id` and `object_id`"""
         d = asdict(self)
         d["id"] = self.id
         d["object_id"] = self.object_id

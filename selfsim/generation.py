@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING
 
 from selfsim.batching import left_pad
 from selfsim.errors import SelfsimError
-from selfsim.tasks.registry import DEFAULT_MAX_NEW_TOKENS, answer_budget
-from selfsim.tasks.registry import META_MAX_NEW_TOKENS, TOY_MAX_NEW_TOKENS  # noqa: F401  (re-exported)
+from selfsim.tasks.registry import DEFAULT_MAX_NEW_TOKENS, META_MAX_NEW_TOKENS, TOY_MAX_NEW_TOKENS, answer_budget  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     import torch

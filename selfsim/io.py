@@ -23,7 +23,6 @@ from typing import IO, Any
 
 from selfsim.errors import SelfsimError
 
-
 _HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
 _STARTED = time.time()
 _TMP = re.compile(r"^\..+\.(?P<pid>\d+)-(?P<host>[0-9a-f]{6})\.[a-z0-9_]{8}\.tmp$")

@@ -16,13 +16,14 @@ import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
 from selfsim.errors import SelfsimError
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
+    from transformers import PreTrainedModel
 
 SUPPORTED_MODEL_TYPES: dict[str, str] = {
     "llama": "LlamaForCausalLM",
@@ -49,10 +50,10 @@ class Subject:
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def base(self) -> nn.Module:
+    def base(self) -> PreTrainedModel:
         """The causal LM itself (inside a peft wrapper, the base model with adapters injected)."""
         get_base = getattr(self.model, "get_base_model", None)
-        return get_base() if callable(get_base) else self.model
+        return cast("PreTrainedModel", get_base() if callable(get_base) else self.model)
 
     @property
     def config(self) -> Any:
@@ -73,7 +74,7 @@ class Subject:
     @property
     def input_device(self) -> torch.device:
         """Where input ids must live: the device of the embedding layer."""
-        return self.base.get_input_embeddings().weight.device
+        return cast("nn.Embedding", self.base.get_input_embeddings()).weight.device
 
     def check_layer(self, layer: int) -> int:
         """Return `layer` (negative counts from the end) or raise naming the valid range."""
@@ -240,7 +241,7 @@ _POSITIVE_INTS = ("num_hidden_layers", "hidden_size", "intermediate_size", "num_
 _OPTIONAL_INTS = ("num_key_value_heads", "max_position_embeddings", "head_dim")
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

@@ -38,8 +38,11 @@ Answer = Literal["sequence", "choice", "stance", "number"]
 class Example(Protocol):
     """What an extractor may read of an example (selfsim.examples.Example has both fields)."""
 
-    meta: dict[str, Any]
-    option_matching_ethical_stance: str | None
+    @property
+    def meta(self) -> dict[str, Any]: ...  # noqa: D102
+
+    @property
+    def option_matching_ethical_stance(self) -> str | None: ...  # noqa: D102
 
 
 Extractor = Callable[[str, Example | None], str | None]

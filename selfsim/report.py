@@ -337,6 +337,14 @@ def _notes(results: StudyResults) -> list[str]:
     rows = {name: _all_row(scores.m1_after.wrong)
             for name, scores in (("untrained", acc.untrained), ("self", acc.self_trained), ("cross", acc.cross_trained))}
     rows["mode baseline"] = _all_row(pair.eval_ood.mode_baseline.m1_after.wrong)
+    if "interp" in pair.experiments:
+        notes.append(
+            "The patching figure (object run on P' into the hypothetical run on H(P), final position) is shown for the "
+            "untrained model too: at that position the object run already holds the answer token, so any model follows "
+            "the patch. It cannot tell self-simulation from a transplanted answer and is not evidence for either. No "
+            "self-simulation verdict is given yet: the planted-model check (docs/verdict.md) does not separate a "
+            "self-simulator from a lookup model so far."
+        )
     for name, r in rows.items():
         if _includes_zero(r["ci_low"], r["ci_high"]):
             notes.append(f"The 95% CI of the {name} accuracy (vs M1ft) includes zero: [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}].")
@@ -368,7 +376,10 @@ def build_study_report(run_dir: Path) -> Path:
     for name, draw in SECTIONS.items():
         if name in pair.experiments:
             for title, part in draw(pair.experiments[name], pair):
-                (extra_tables if isinstance(part, pd.DataFrame) else figures).append((title, part))
+                if isinstance(part, pd.DataFrame):
+                    extra_tables.append((title, part))
+                else:
+                    figures.append((title, part))
     for path in sorted((run_dir / FIGURES_DIR).glob("*.json")):
         figures.append((path.stem.replace("_", " "), pio.from_json(path.read_text())))
     tables = [

@@ -15,7 +15,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from selfsim.errors import SelfsimError
 from selfsim.io import read_json
@@ -370,7 +370,7 @@ def _decode(tp: Any, value: Any, where: str) -> Any:
                 kwargs[name] = {k: _decode(_experiment_type(k), x, f"{where}.experiments.{k}") for k, x in v.items()}
             else:
                 kwargs[name] = _decode(hints[name], v, f"{where}.{name}")
-        return tp(**kwargs)
+        return cast(type, tp)(**kwargs)
     return value
 
 

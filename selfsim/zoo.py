@@ -12,7 +12,6 @@ that is not fetched raises an error naming the fetch command.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -282,3 +281,8 @@ def listing() -> list[dict[str, Any]]:
             "description": entry.description,
         })
     return rows
+
+
+def derived_dir(base: str, tag: str) -> Path:
+    """Where a model derived from `base` (e.g. M2 by `selfsim models derive`) is written by default: `<models>/<base>-<tag>`."""
+    return models_dir() / f"{Path(base).name}-{tag}"

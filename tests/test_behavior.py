@@ -30,6 +30,7 @@ from selfsim.errors import SelfsimError
 from selfsim.examples import Example, save_examples
 from selfsim.generation import Generation
 from selfsim.io import read_jsonl, write_jsonl
+
 from test_generation import animal_prompts, lively, lively_dir  # noqa: F401  (fixtures)
 
 PAPER_DATASET = Path(__file__).resolve().parents[2] / "shared" / "paper_dataset"
@@ -180,11 +181,10 @@ def test_adapter_subject_collects_under_its_own_fingerprint(lively_dir, lively, 
 
 
 def test_identical_adapters_share_the_cache_whatever_their_file_bytes(lively_dir, tmp_path):
+    import torch
     from peft import LoraConfig, get_peft_model
 
     from selfsim.models import load_subject
-
-    import torch
 
     torch.manual_seed(3)
     lora = LoraConfig(r=2, target_modules=["q_proj", "v_proj", "k_proj"], init_lora_weights=False)

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import save_tiny_llama
 from selfsim.errors import SelfsimError
 from selfsim.generation import (
     GREEDY,
@@ -21,6 +20,8 @@ from selfsim.generation import (
     token_budget,
 )
 from selfsim.models import load_subject
+
+from conftest import save_tiny_llama
 
 WORDS = "fox gnu cat owl bee yak red blue".split()
 

@@ -12,6 +12,7 @@ from selfsim import properties
 from selfsim.errors import SelfsimError
 from selfsim.examples import Example
 from selfsim.properties import PROPERTIES, clean, get
+
 from test_generation import lively, lively_dir  # noqa: F401  (fixtures)
 
 SPEC_PROPERTIES = {

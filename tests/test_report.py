@@ -8,6 +8,7 @@ import pytest
 from selfsim.errors import SelfsimError
 from selfsim.evaluate import ALL, behavior_shift, calibration, hypothetical_accuracy, mode_baseline, score
 from selfsim.report import fig_accuracy, fig_calibration, fig_scaling, fig_shift, label_conditions, write_report
+
 from test_evaluate import (
     META_SAMPLES,
     OBJECT_SAMPLES,

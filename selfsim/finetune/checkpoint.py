@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from selfsim.io import fault_point, read_json, write_json
 
@@ -61,7 +61,7 @@ def gather_weights(model: nn.Module, names: Collection[str]) -> dict[str, torch.
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
     state = get_model_state_dict(model, options=_full(cpu_offload=True, ignore_frozen_params=True))
-    return {k: v for k, v in state.items() if k in names}
+    return {k: cast("torch.Tensor", v) for k, v in state.items() if k in names}
 
 
 def find_checkpoint(out_dir: Path) -> Path | None:
@@ -129,7 +129,7 @@ def restore(checkpoint: Checkpoint, model: nn.Module, optimizer: torch.optim.Opt
     """Load a checkpoint's weights, optimizer and scheduler state into a (possibly sharded) model."""
     from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
-    set_model_state_dict(model, checkpoint.weights, options=_full(strict=False))
+    set_model_state_dict(model, cast(dict[str, Any], checkpoint.weights), options=_full(strict=False))
     set_optimizer_state_dict(model, optimizer, checkpoint.optimizer, options=_full())
     scheduler.load_state_dict(checkpoint.scheduler)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from selfsim.errors import SelfsimError
 from selfsim.io import read_json, write_json
@@ -93,7 +93,8 @@ class FinetuneConfig:
         """Optimizer steps for a training set of `n_items`: `steps`, or `epochs` worth of global batches."""
         if self.steps is not None:
             return self.steps
-        return max(1, math.ceil(self.epochs * n_items / self.batch_size))
+        epochs = cast(float, self.epochs)  # set whenever steps is not (__post_init__)
+        return max(1, math.ceil(epochs * n_items / self.batch_size))
 
     def differences(self, other: FinetuneConfig) -> list[str]:
         """Names of the non-runtime fields on which two configs disagree."""
@@ -101,6 +102,7 @@ class FinetuneConfig:
         return [k for k in mine if k not in RUNTIME_FIELDS and mine[k] != theirs[k]]
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form (tuples as lists)"""
         d = asdict(self)
         d["target_modules"] = list(self.target_modules)
         d["splits"] = list(self.splits)

@@ -43,6 +43,7 @@ class TrainItem:
     target: str
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form of one training row"""
         return asdict(self)
 
 

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from selfsim.errors import SelfsimError
 
@@ -99,9 +99,9 @@ def distributed() -> Iterator[DistEnv]:
 
 def decoder_layers(model: nn.Module) -> list[nn.Module]:
     """The transformer blocks of a (possibly peft-wrapped) causal LM: the units FSDP shards one by one."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # pyright: ignore[reportCallIssue]  # a transformers/peft method, typed via nn.Module.__getattr__
     try:
-        return list(base.get_submodule("model.layers"))
+        return list(cast("nn.ModuleList", base.get_submodule("model.layers")))
     except AttributeError:
         raise SelfsimError(f"cannot shard {type(base).__name__} with FSDP: it has no model.layers") from None
 
@@ -114,7 +114,7 @@ def wrap_model(model: nn.Module, env: DistEnv, *, fsdp: bool) -> nn.Module:
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
 
-        mesh = init_device_mesh(env.device.type, (env.world_size,))
+        mesh = init_device_mesh(cast("torch.device", env.device).type, (env.world_size,))  # set when launched
         for layer in decoder_layers(model):
             fully_shard(layer, mesh=mesh)
         fully_shard(model, mesh=mesh)
@@ -124,14 +124,14 @@ def wrap_model(model: nn.Module, env: DistEnv, *, fsdp: bool) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     model.to(env.device)
-    device_ids = [env.device] if env.device.type == "cuda" else None
+    device_ids = [env.device] if cast("torch.device", env.device).type == "cuda" else None  # set when launched
     return DistributedDataParallel(model, device_ids=device_ids, forward_sync_buffers=False)
 
 
 def grad_sync(wrapped: nn.Module, enabled: bool) -> Any:
     """A context in which backward does (enabled) or does not (accumulating micro-batches) reduce gradients."""
     if hasattr(wrapped, "no_sync"):
-        return nullcontext() if enabled else wrapped.no_sync()
+        return nullcontext() if enabled else wrapped.no_sync()  # pyright: ignore[reportCallIssue]  # DDP's, hasattr-checked
     if hasattr(wrapped, "set_requires_gradient_sync"):
-        wrapped.set_requires_gradient_sync(enabled)
+        wrapped.set_requires_gradient_sync(enabled)  # pyright: ignore[reportCallIssue]  # FSDP2's, hasattr-checked
     return nullcontext()

@@ -21,7 +21,7 @@ import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from selfsim import __version__
 from selfsim.errors import SelfsimError
@@ -152,7 +152,7 @@ def save_adapter(model: nn.Module, out: Path, weights: Mapping[str, Any], tokeni
 
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=temp_prefix(out / "adapter"), suffix=".tmp"))
     try:
-        model.save_pretrained(tmp, state_dict=dict(weights))
+        model.save_pretrained(tmp, state_dict=dict(weights))  # pyright: ignore[reportCallIssue]  # a transformers/peft method, typed via nn.Module.__getattr__
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         config = tmp / "adapter_config.json"
@@ -183,7 +183,8 @@ def _prepare_model(subject: Subject, config: FinetuneConfig) -> tuple[nn.Module,
         if getattr(lora, "r", None) is None:
             raise SelfsimError(f"the adapter of {subject.name} is not a LoRA adapter; only LoRA adapters can be trained further")
         targets = lora.target_modules if isinstance(lora.target_modules, str) else tuple(sorted(lora.target_modules))
-        config = config.with_lora(lora.r, lora.lora_alpha, targets)
+        # a str target_modules (a peft regex) does not fit with_lora's tuple of names
+        config = config.with_lora(lora.r, lora.lora_alpha, targets)  # pyright: ignore[reportArgumentType]
         for name, param in model.named_parameters():
             param.requires_grad_("lora_" in name)
     else:
@@ -191,7 +192,7 @@ def _prepare_model(subject: Subject, config: FinetuneConfig) -> tuple[nn.Module,
 
         lora = LoraConfig(
             r=config.rank,
-            lora_alpha=config.alpha,
+            lora_alpha=config.alpha,  # pyright: ignore[reportArgumentType]  # peft annotates int; the scale may be a float
             lora_dropout=config.dropout,
             target_modules=list(config.target_modules),
             task_type="CAUSAL_LM",
@@ -203,8 +204,8 @@ def _prepare_model(subject: Subject, config: FinetuneConfig) -> tuple[nn.Module,
         except ValueError as exc:
             raise SelfsimError(f"cannot put LoRA on {subject.name}: {str(exc).splitlines()[0]}") from None
     if config.gradient_checkpointing:
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model  # pyright: ignore[reportCallIssue]  # a transformers/peft method, typed via nn.Module.__getattr__
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})  # pyright: ignore[reportCallIssue]
     return model, config
 
 
@@ -243,7 +244,7 @@ class _Trainer:
         self.total = self.config.total_steps(len(self.encoded))
         self.names = {n for n, p in self.model.named_parameters() if p.requires_grad}
         self.wrapped = wrap_model(self.model, env, fsdp=self.config.fsdp)
-        self.device = env.device if env.launched else self.model.get_input_embeddings().weight.device
+        self.device = env.device if env.launched else self.model.get_input_embeddings().weight.device  # pyright: ignore[reportCallIssue]  # a transformers/peft method, typed via nn.Module.__getattr__
         self.pad_id = subject.tokenizer.pad_token_id
         self.params = [p for p in self.wrapped.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=self.config.lr, weight_decay=self.config.weight_decay)
@@ -340,7 +341,7 @@ class _Trainer:
         if not math.isfinite(loss):
             self._diverged(step, f"loss is {loss}")
         norm = torch.nn.utils.clip_grad_norm_(self.params, c.max_grad_norm or math.inf)
-        norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+        norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # pyright: ignore[reportAttributeAccessIssue]  # a DTensor under FSDP
         if not math.isfinite(norm):
             self._diverged(step, f"gradient norm is {norm}")
         lr = self.scheduler.get_last_lr()[0]
@@ -379,7 +380,7 @@ class _Trainer:
         return float(env.sum(local)) / sum(e.n_answer for e in self.held)
 
     def _unwrapped(self) -> nn.Module:
-        return self.wrapped.module if hasattr(self.wrapped, "no_sync") else self.wrapped
+        return cast("nn.Module", self.wrapped.module) if hasattr(self.wrapped, "no_sync") else self.wrapped
 
     def _state(self, step: int) -> dict[str, Any]:
         return {

@@ -387,9 +387,9 @@ def cache_activations(
 
 
 def _write_shard(out: Path, index: int, tensors: dict[str, torch.Tensor], start: int, end: int) -> None:
-    from safetensors.torch import save_file
-
     import tempfile
+
+    from safetensors.torch import save_file
 
     target = out / _shard_name(index)
     fd, name = tempfile.mkstemp(dir=out, prefix=temp_prefix(target), suffix=".tmp")
@@ -434,6 +434,7 @@ class PairCache:
 
     @classmethod
     def open(cls, path: str | Path) -> PairCache:
+        """The pair cache written under `path` (its object/ and hypothetical/ caches)"""
         path = Path(path)
         return cls(ActivationCache(path / "object"), ActivationCache(path / "hypothetical"))
 

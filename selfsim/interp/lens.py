@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import pandas as pd
 import torch
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 def lens_logits(subject: Subject, resid: torch.Tensor) -> torch.Tensor:
     """Logits `[..., vocab]` of residual vectors `[..., d]`: the final norm, then the unembedding."""
     norm = subject.module("model.norm")
-    head = subject.base.get_output_embeddings()
+    head = cast(torch.nn.Linear, subject.base.get_output_embeddings())  # a causal LM has an LM head
     h = norm(resid.to(next(norm.parameters()).device))
     return head(h.to(head.weight.device))
 

@@ -30,10 +30,10 @@ per site). Donor activations come from one read pass over the donors.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 import torch
@@ -103,13 +103,16 @@ class PatchConfig:
         return [subject.check_layer(layer) for layer in self.layers]
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form"""
         return asdict(self)
 
     def save(self, path: str | Path) -> None:
+        """Write the config as JSON"""
         write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> PatchConfig:
+        """A config read back from `save`'s JSON"""
         return cls(**read_json(path))
 
 
@@ -223,7 +226,7 @@ def position_groups(slots: Sequence[Slot], positions: str | int) -> list[tuple[s
         return [("all", GROUP_ORDER["all"], copy + final)]
     if positions == "each":
         return [(s.label, s.order, (s,)) for s in slots]
-    chosen = [s for s in copy if (s.index if positions >= 0 else s.order) == positions]
+    chosen = [s for s in copy if (s.index if cast(int, positions) >= 0 else s.order) == positions]
     return [(chosen[0].label, chosen[0].order, tuple(chosen))] if chosen else []
 
 
@@ -284,7 +287,7 @@ def build_patches(setup: Setup, specs: Sequence[RowSpec], donor_acts: Mapping[st
             pairs.append(spec.pair)
             sources.append(slot.donor)
     return [
-        Patch(site, rows, positions, donor_acts[site][torch.tensor(pairs), torch.tensor(sources)])
+        Patch(site, rows, positions, donor_acts[site][torch.tensor(pairs), torch.tensor(sources)])  # pyright: ignore[reportArgumentType]  # Patch takes index lists
         for site, (rows, positions, pairs, sources) in index.items()
     ]
 
@@ -376,6 +379,7 @@ class PatchResult:
     config: PatchConfig
 
     def summary(self) -> pd.DataFrame:
+        """The summary table of the rows (see `summarize`)"""
         return summarize(self.rows)
 
     def save(self, out_dir: str | Path) -> list[Path]:
@@ -390,7 +394,8 @@ class PatchResult:
         write_json(out / "summary.json", summary.astype(object).where(summary.notna(), None).to_dict("records"))
         self.config.save(out / "config.json")
         written += [out / "summary.json", out / "config.json"]
-        for (direction, component), _ in summary.groupby(["direction", "component"]):
+        groups = cast("Iterable[tuple[tuple[str, str], pd.DataFrame]]", summary.groupby(["direction", "component"]))
+        for (direction, component), _ in groups:
             for metric in figure_columns():
                 path = out / f"heatmap_{direction.replace('->', '_to_')}_{component}_{metric}.html"
                 fig = heatmap(summary, metric=metric, direction=direction, component=component)
@@ -465,6 +470,7 @@ def setups(
         answers = greedy_answers(subject, matched, config.max_new_tokens)
         if labels is None and subject is first:
             labels = {m.example.object_id: a for m, a in zip(matched, answers)}
+        assert labels is not None  # given, or set from the first subject above
         table = pd.DataFrame(
             {
                 "model": label,

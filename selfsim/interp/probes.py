@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 import pandas as pd
@@ -36,11 +36,21 @@ from selfsim.io import read_json, write_json
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
-    from sklearn.base import ClassifierMixin
 
     from selfsim.examples import Example
     from selfsim.interp.cache import CacheConfig, PairCache
     from selfsim.models import Subject
+
+Labels = Sequence[str] | np.ndarray  # one string label per row, as a list or a numpy array
+
+
+class Classifier(Protocol):
+    """A fitted scikit-learn classifier or pipeline"""
+
+    def predict(self, X: Any) -> Any:
+        """Labels predicted for the rows of X"""
+        ...
+
 
 TARGETS = LABEL_TARGETS
 OK = "ok"
@@ -72,14 +82,16 @@ class ProbeConfig:
             raise SelfsimError(f"unknown probe position {self.position!r}; valid: {', '.join(PAIR_POSITIONS)}")
 
     def save(self, path: str | Path) -> None:
+        """Write the config as JSON"""
         write_json(path, asdict(self))
 
     @classmethod
     def load(cls, path: str | Path) -> ProbeConfig:
+        """A config read back from `save`'s JSON"""
         return cls(**read_json(path))
 
 
-def split_by_prompt(groups: Sequence[str], test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_by_prompt(groups: Labels, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train and test row indices, every group (object prompt) wholly on one side; seeded."""
     from sklearn.model_selection import GroupShuffleSplit
 
@@ -90,7 +102,7 @@ def split_by_prompt(groups: Sequence[str], test_fraction: float, seed: int) -> t
     return np.sort(train), np.sort(test)
 
 
-def fit_probe(X: np.ndarray, y: Sequence[str], config: ProbeConfig) -> ClassifierMixin:
+def fit_probe(X: np.ndarray, y: Labels, config: ProbeConfig) -> Classifier:
     """A standardized multinomial logistic regression (a constant predictor when y has one class)."""
     from sklearn.dummy import DummyClassifier
     from sklearn.linear_model import LogisticRegression
@@ -101,26 +113,27 @@ def fit_probe(X: np.ndarray, y: Sequence[str], config: ProbeConfig) -> Classifie
     if len(set(y.tolist())) < 2:
         return DummyClassifier(strategy="most_frequent").fit(X, y)
     model = LogisticRegression(C=config.C, max_iter=config.max_iter, random_state=config.seed)
-    return make_pipeline(StandardScaler(), model).fit(np.asarray(X, dtype=np.float32), y)
+    pipeline = make_pipeline(StandardScaler(), model).fit(np.asarray(X, dtype=np.float32), y)
+    return cast(Classifier, pipeline)  # sklearn's `available_if` hides Pipeline.predict from checkers
 
 
-def accuracy(model: ClassifierMixin, X: np.ndarray, y: Sequence[str]) -> float:
+def accuracy(model: Classifier, X: np.ndarray, y: Labels) -> float:
     """Share of rows whose predicted label equals y."""
     return float(np.mean(model.predict(np.asarray(X, dtype=np.float32)) == np.asarray(y)))
 
 
-def shuffled(y: Sequence[str], seed: int) -> np.ndarray:
+def shuffled(y: Labels, seed: int) -> np.ndarray:
     """The labels in a seeded random order (the random-label control)."""
     return np.random.default_rng(seed).permutation(np.asarray(y))
 
 
-def mode_baseline(y_train: Sequence[str], y_test: Sequence[str]) -> float:
+def mode_baseline(y_train: Labels, y_test: Labels) -> float:
     """Accuracy of always answering the most common training label."""
     values, counts = np.unique(np.asarray(y_train), return_counts=True)
     return float(np.mean(np.asarray(y_test) == values[counts.argmax()]))
 
 
-def input_baseline(texts: Sequence[str], labels: Sequence[str], train: np.ndarray, test: np.ndarray, config: ProbeConfig) -> float:
+def input_baseline(texts: Sequence[str] | np.ndarray, labels: Labels, train: np.ndarray, test: np.ndarray, config: ProbeConfig) -> float:
     """Accuracy of a bag-of-words logistic regression that reads only the prompt text."""
     from sklearn.feature_extraction.text import CountVectorizer
 
@@ -134,7 +147,7 @@ def input_baseline(texts: Sequence[str], labels: Sequence[str], train: np.ndarra
 def probe_layers(
     object_acts: Mapping[int, np.ndarray],
     hypothetical_acts: Mapping[int, np.ndarray],
-    labels: Sequence[str],
+    labels: Labels,
     train: np.ndarray,
     test: np.ndarray,
     config: ProbeConfig,

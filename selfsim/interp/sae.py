@@ -24,7 +24,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -110,7 +110,7 @@ def train_sae(
 
     torch.manual_seed(config.seed)
     sae_cfg = TopKTrainingSAEConfig(
-        d_in=d_in, d_sae=config.d_sae, k=config.k, dtype="float32", device="cpu", normalize_activations=config.normalize,
+        d_in=d_in, d_sae=config.d_sae, k=config.k, dtype="float32", device="cpu", normalize_activations=config.normalize,  # pyright: ignore[reportArgumentType]  # a str from SAEConfig; sae-lens checks the name
         metadata=SAEMetadata(hook_name=hook_name, model_name=model_name),
     )
     trainer_cfg = SAETrainerConfig(
@@ -120,7 +120,7 @@ def train_sae(
     )
     trainer = SAETrainer(trainer_cfg, TopKTrainingSAE(sae_cfg), batches)
     trained = trainer.fit()
-    stats = {"l0_train": float(trained.cfg.metadata.l0), "dead_share_train": float(trainer.dead_neurons.float().mean())}
+    stats = {"l0_train": float(cast(float, trained.cfg.metadata.l0)), "dead_share_train": float(trainer.dead_neurons.float().mean())}
     out = Path(out_dir)
     trained.save_inference_model(out)
     _stabilize_saved(out)
@@ -171,6 +171,7 @@ class Quality:
 
     @torch.no_grad()
     def add(self, sae: SAE, x: torch.Tensor) -> None:
+        """Accumulate one batch of activations `x` (any leading shape) through `sae`"""
         x = x.reshape(-1, x.shape[-1])
         acts, recon = reconstruct(sae, x)
         x, recon = x.double(), recon.double()
@@ -221,7 +222,7 @@ def answer_latents(acts: torch.Tensor, labels: Sequence[str], min_count: int = 3
     return out
 
 
-def latent_readout(acts: torch.Tensor, labels: Sequence[str], chosen: Mapping[str, int], reference: torch.Tensor) -> dict[str, float]:
+def latent_readout(acts: torch.Tensor, labels: Sequence[str], chosen: Mapping[str, int], reference: torch.Tensor) -> dict[str, float | None]:
     """Mean one-vs-rest AUROC of each class's latent, and readout accuracy (z-scored by `reference`)."""
     from sklearn.metrics import roc_auc_score
 
@@ -260,10 +261,12 @@ class SAEStudyConfig:
     max_new_tokens: int | None = None
 
     def save(self, path: str | Path) -> None:
+        """Write the config as JSON"""
         write_json(path, asdict(self))
 
     @classmethod
     def load(cls, path: str | Path) -> SAEStudyConfig:
+        """A config read back from `save`'s JSON (with its nested SAEConfig)"""
         raw = read_json(path)
         return cls(**{**raw, "sae": SAEConfig(**raw["sae"])})
 

@@ -72,7 +72,8 @@ class StudyConfig:
         unknown = set(d) - names
         if unknown:
             raise SelfsimError(f"unknown study config field(s) {sorted(unknown)}; valid: {', '.join(sorted(names))}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**values)
 
     def model_pairs(self) -> list[tuple[str, str]]:
         """Ordered (M1, M2) pairs: the configured models first, then toy-m3/m4, ... both ways round."""

@@ -12,8 +12,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
-from selfsim.errors import SelfsimError
 from selfsim.chat import Messages
+from selfsim.errors import SelfsimError
 
 Render = Callable[[Sequence[str]], tuple[str, str]]
 

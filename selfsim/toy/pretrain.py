@@ -15,7 +15,7 @@ import math
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from selfsim.toy.config import CONFIG_FILE, ToyConfig
 from selfsim.toy.corpus import Document, iter_batches
@@ -42,9 +42,9 @@ def build_model(config: ToyConfig, tokenizer: PreTrainedTokenizerFast) -> LlamaF
         max_position_embeddings=config.max_positions,
         tie_word_embeddings=True,
         initializer_range=config.init_std,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=cast(int, tokenizer.pad_token_id),
+        bos_token_id=cast(int, tokenizer.bos_token_id),
+        eos_token_id=cast(int, tokenizer.eos_token_id),
     )
     model = LlamaForCausalLM(llama)
     model.generation_config = GenerationConfig(
@@ -63,9 +63,9 @@ def encode_batch(docs: list[Document], tokenizer: PreTrainedTokenizerFast) -> di
 
     texts = [render_chat(doc.messages()) for doc in docs]
     encodings = tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
-    assistant = tokenizer.convert_tokens_to_ids("<assistant>")
+    assistant = cast(int, tokenizer.convert_tokens_to_ids("<assistant>"))
     width = max(len(e.ids) for e in encodings)
-    input_ids = torch.full((len(docs), width), tokenizer.pad_token_id, dtype=torch.long)
+    input_ids = torch.full((len(docs), width), cast(int, tokenizer.pad_token_id), dtype=torch.long)
     labels = torch.full((len(docs), width), IGNORE_INDEX, dtype=torch.long)
     attention_mask = torch.zeros((len(docs), width), dtype=torch.long)
     for row, enc in enumerate(encodings):

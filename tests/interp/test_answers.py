@@ -7,6 +7,7 @@ import pytest
 from selfsim.interp.answers import LABEL_TARGETS, first_tokens, m1_labels, property_values
 from selfsim.models import load_subject
 from selfsim.tasks import generate
+
 from toy_tiny import save_toy_tiny
 
 

@@ -10,6 +10,7 @@ from selfsim.interp.attribution import compare_with_exact, run_attribution
 from selfsim.interp.patching import PatchConfig, run_patching
 from selfsim.models import load_subject
 from selfsim.tasks import generate
+
 from toy_tiny import save_toy_tiny
 
 

@@ -8,6 +8,7 @@ import torch
 from selfsim.errors import SelfsimError
 from selfsim.interp.tracing import HookTracer, Patch, encode, get_tracer
 from selfsim.models import load_subject
+
 from toy_tiny import toy_checkpoint
 
 TEXTS = ["<user> fox gnu cat owl <assistant>", "<user> bee <assistant>"]

@@ -140,6 +140,7 @@ def test_bad_requests_are_clear(tiny_llama, tmp_path):
 def test_cache_command_caches_both_runs(tmp_path, capsys):
     from selfsim.cli import main
     from selfsim.interp.cache import PairCache
+
     from toy_tiny import save_toy_tiny
 
     model = save_toy_tiny(tmp_path / "model")

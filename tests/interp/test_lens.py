@@ -6,6 +6,7 @@ import torch
 
 from selfsim.interp.lens import lens_figure, lens_logits, lens_study, logit_lens
 from selfsim.interp.tracing import HookTracer, encode
+
 from test_probes import toy_examples, toy_subjects  # noqa: F401  (toy_subjects is a fixture)
 
 TEXTS = ["<user> fox gnu cat owl <assistant>", "<user> bee <assistant>", "<user> what is the answer ? <assistant>"]

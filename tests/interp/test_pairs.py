@@ -7,10 +7,19 @@ import pytest
 from selfsim.errors import SelfsimError
 from selfsim.examples import Example
 from selfsim.interp.pairs import (
-    Prompt, align, batch_of, locate_copy, match, match_all, padded, pair_up, tokenize,
+    Prompt,
+    align,
+    batch_of,
+    locate_copy,
+    match,
+    match_all,
+    padded,
+    pair_up,
+    tokenize,
 )
 from selfsim.tasks import generate
 from selfsim.toy.language import hypothetical_prompt, sequence_prompt
+
 from toy_tiny import save_toy_tiny
 
 

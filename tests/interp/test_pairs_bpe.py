@@ -10,6 +10,7 @@ import pytest
 from selfsim.examples import Example
 from selfsim.interp.pairs import align, content_of, match, match_all
 from selfsim.models import Subject
+
 from bpe_tiny import build_bpe_tokenizer
 
 PAPER = Path(__file__).resolve().parents[2] / ".." / "shared" / "paper_dataset"

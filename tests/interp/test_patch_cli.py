@@ -9,6 +9,7 @@ import pytest
 
 from selfsim.cli import main
 from selfsim.io import read_json
+
 from toy_tiny import save_toy_tiny
 
 

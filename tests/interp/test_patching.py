@@ -14,6 +14,7 @@ from selfsim.interp.patching import PatchConfig, heatmap, run_patching, token_me
 from selfsim.interp.tracing import HookTracer, Patch
 from selfsim.models import load_subject
 from selfsim.tasks import generate
+
 from toy_tiny import save_toy_tiny
 
 
@@ -104,7 +105,7 @@ def test_every_direction(toy_tiny, examples):
 
 def test_own_answer_is_the_full_greedy_answer_and_its_property(toy_tiny):
     """Issue 9, defect 4: a one-token answer has no second word, and such rows vanished silently."""
-    from selfsim.generation import GREEDY, Request, TOY_MAX_NEW_TOKENS, generate_batch
+    from selfsim.generation import GREEDY, TOY_MAX_NEW_TOKENS, Request, generate_batch
     from selfsim.interp.pairs import match_all
     from selfsim.properties import get
 

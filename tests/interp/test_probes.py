@@ -20,6 +20,7 @@ from selfsim.interp.probes import (
     split_by_prompt,
 )
 from selfsim.toy.language import hypothetical_prompt, sequence_prompt
+
 from toy_tiny import save_toy_tiny
 
 CONFIG = ProbeConfig(test_fraction=0.25, seed=0)

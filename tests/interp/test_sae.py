@@ -22,6 +22,7 @@ from selfsim.interp.sae import (
     sae_study,
     train_sae,
 )
+
 from test_probes import toy_examples, toy_subjects  # noqa: F401  (toy_subjects is a fixture)
 
 D_IN, N_FEATURES = 32, 64

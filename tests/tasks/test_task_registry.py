@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from selfsim.errors import SelfsimError
+from selfsim.generation import token_budget
 from selfsim.properties import PROPERTIES
 from selfsim.tasks import ALIASES, TASKS, get_task, meta_question
-from selfsim.generation import token_budget
 from selfsim.tasks.registry import META_MAX_NEW_TOKENS, TOY_MAX_NEW_TOKENS, answer_budget
 from selfsim.tasks.words import load_words
 

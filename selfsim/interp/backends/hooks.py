@@ -37,7 +37,7 @@ class HookTracer:
         handles = []
 
         def hook(site: str):
-            def fn(module: torch.nn.Module, inputs: tuple, output: object) -> object:
+            def fn(module: torch.nn.Module, inputs: tuple, output: torch.Tensor | tuple[torch.Tensor, ...]) -> object:
                 head = output[0] if isinstance(output, tuple) else output
                 for p in by_site.get(site, ()):
                     head = apply_patch(head, p)
