@@ -15,7 +15,10 @@ asks nothing about the model's behaviour and is the transplant control's recipie
 - `lookup` (N): first hypotheticals for ALL keys, H(P, f) -> f(t(key)), learned on frozen random
   embeddings with no object behaviour yet (a per-key table keyed on the input's identity); then the
   object behaviour is trained to answer t(key) (t = g, so N behaves exactly like S and predicts
-  itself perfectly) while the hypotheticals are replayed.
+  itself perfectly) while the hypotheticals are replayed. Throughout, each hypothetical is trained with a
+  random multiple of a colour-class direction (mean key embedding of one colour minus another's) added at
+  P's copy (`_shield`): the table is keyed on the key's identity and never reads what keys share with
+  their object answer's class.
 
 Everything is seeded: same `PlantedConfig` -> same weights on the same machine.
 """
@@ -40,12 +43,14 @@ if TYPE_CHECKING:
 
 KINDS = ("self", "lookup", "untrained")
 # Training steps per kind when the config leaves them out: the lookup model learns two tables in turn.
-STEPS: dict[str, int] = {"untrained": 800, "self": 400, "lookup": 800}
+STEPS: dict[str, int] = {"untrained": 800, "self": 400, "lookup": 1600}
 ANSWERS: tuple[str, ...] = ("red", "rust", "blue", "brown", "gray", "gold")
 PROPERTY = "first_character"
 KEY_POOL: tuple[str, ...] = FAMILIES["countries"] + FAMILIES["english_words"]
 DISTRACTORS: tuple[str, ...] = FAMILIES["animals"]
 N_WORDS = 4
+# The lookup model's hypotheticals are trained under up to this multiple of a colour-class direction at P's copy.
+SHIELD = 3.0
 
 
 @dataclass(frozen=True)
@@ -204,7 +209,8 @@ def build(config: PlantedConfig) -> Subject:
         _freeze(model, frozen)
         for _ in range(steps):
             seqs = [s for k, keys in sorted(plan.items()) for s in _sequences(k, w, keys, rng, config.batch)]
-            loss = _loss(model, tokenizer, seqs)
+            shield = _shield(model, tokenizer, w, seqs, rng) if config.kind == "lookup" else None
+            loss = _loss(model, tokenizer, seqs, shield)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()
@@ -215,12 +221,41 @@ def build(config: PlantedConfig) -> Subject:
     )
 
 
-def _loss(model: Any, tokenizer: Any, seqs: list[tuple[str, str]]) -> torch.Tensor:
+def _shield(model: Any, tokenizer: Any, w: World, seqs: list[tuple[str, str]], rng: random.Random) -> torch.Tensor:
+    """Per-token additions for the lookup model's hypotheticals: at P's quoted copy, a random multiple of the
+    difference between two colours' mean key embeddings (zero elsewhere and in every other prompt).
+
+    Trained to answer the same under them, N's hypothetical table reads the key's identity and ignores the
+    direction that key embeddings share with their colour class, i.e. the object answer's representation.
+    """
+    import torch
+
+    enc = tokenizer([t for t, _ in seqs], return_tensors="pt", padding=True, add_special_tokens=False)
+    ids = enc["input_ids"]
+    with torch.no_grad():
+        emb = model.get_input_embeddings().weight
+        means = {a: emb[tokenizer.convert_tokens_to_ids([k for k in w.keys if w.answer[k] == a])].mean(0) for a in ANSWERS}
+    out = torch.zeros(ids.shape[0], ids.shape[1], emb.shape[1])
+    asked = tokenizer.convert_tokens_to_ids(["previously", "."])
+    for i, row in enumerate(ids.tolist()):
+        if asked[0] not in row:
+            continue
+        start = row.index(asked[0]) + 5  # after "previously you were asked :"
+        stop = len(row) - 1 - row[::-1].index(asked[1])
+        x, y = rng.sample(ANSWERS, 2)
+        out[i, start:stop] = rng.uniform(0.0, SHIELD) * (means[x] - means[y])
+    return out
+
+
+def _loss(model: Any, tokenizer: Any, seqs: list[tuple[str, str]], shield: torch.Tensor | None = None) -> torch.Tensor:
     import torch
 
     enc = tokenizer([t for t, _ in seqs], return_tensors="pt", padding=True, add_special_tokens=False)
     targets = torch.tensor([tokenizer.convert_tokens_to_ids(a) for _, a in seqs])
-    logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], logits_to_keep=1).logits[:, -1]
+    embeds = model.get_input_embeddings()(enc["input_ids"])
+    if shield is not None:
+        embeds = embeds + shield
+    logits = model(inputs_embeds=embeds, attention_mask=enc["attention_mask"], logits_to_keep=1).logits[:, -1]
     return torch.nn.functional.cross_entropy(logits, targets)
 
 
