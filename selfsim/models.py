@@ -192,19 +192,25 @@ def check_architecture(path: Path) -> str:
     return read_model_config(path)["model_type"]
 
 
-def read_model_config(path: Path) -> dict[str, Any]:
-    """config.json of a model directory, checked: a JSON object, a supported model_type, sane sizes."""
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise SelfsimError(f"{path} holds no config.json: not a Hugging Face model directory")
+def _read_json_object(config_file: Path, what: str) -> dict[str, Any]:
+    """A JSON file that must hold one object (`what` names it in the error), or a one-line SelfsimError."""
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise SelfsimError(f"{config_file}:{exc.lineno}: malformed JSON ({exc.msg})") from None
     except UnicodeDecodeError:
-        raise SelfsimError(f"{config_file}: not UTF-8 text; a model config must be a JSON object") from None
+        raise SelfsimError(f"{config_file}: not UTF-8 text; expected a JSON object {what}") from None
     if not isinstance(config, dict):
-        raise SelfsimError(f"{config_file}: expected a JSON object of model settings, got a JSON {_json_type(config)}")
+        raise SelfsimError(f"{config_file}: expected a JSON object {what}, got a JSON {_json_type(config)}")
+    return config
+
+
+def read_model_config(path: Path) -> dict[str, Any]:
+    """config.json of a model directory, checked: a JSON object, a supported model_type, sane sizes."""
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise SelfsimError(f"{path} holds no config.json: not a Hugging Face model directory")
+    config = _read_json_object(config_file, "of model settings")
     model_type = config.get("model_type")
     if not isinstance(model_type, str) or model_type not in SUPPORTED_MODEL_TYPES:
         supported = ", ".join(f"{v} ({k})" for k, v in SUPPORTED_MODEL_TYPES.items())
@@ -480,14 +486,7 @@ def _check_adapter(adapter: str | Path | None, allow_pickle: bool = False) -> Pa
     config_file = path / "adapter_config.json"
     if not config_file.is_file():
         raise SelfsimError(f"{adapter} is not a peft adapter directory (no adapter_config.json)")
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise SelfsimError(f"{config_file}:{exc.lineno}: malformed JSON ({exc.msg})") from None
-    except UnicodeDecodeError:
-        raise SelfsimError(f"{config_file}: not UTF-8 text; expected a JSON object") from None
-    if not isinstance(config, dict):
-        raise SelfsimError(f"{config_file}: expected a JSON object (a peft adapter config), got a JSON {_json_type(config)}")
+    config = _read_json_object(config_file, "(a peft adapter config)")
     if config.get("peft_type") != "LORA":
         raise SelfsimError(f"{config_file}: peft_type {config.get('peft_type')!r} is not supported; selfsim loads LORA adapters")
     targets = config.get("target_modules")
