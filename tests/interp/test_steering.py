@@ -10,7 +10,7 @@ from selfsim.interp.pairs import match_all
 from selfsim.interp.steering import SteerConfig, first_tokens, neutral_prompt, patch_copy, read_at, steer
 from selfsim.interp.tracing import HookTracer
 from selfsim.models import load_subject
-from selfsim.toy import planted
+from selfsim.verdict import planted
 
 from toy_tiny import save_toy_tiny
 

@@ -7,8 +7,7 @@ from collections import Counter
 import pytest
 
 from selfsim.errors import SelfsimError
-from selfsim.toy import planted
-from selfsim.verdict import verdicts
+from selfsim.verdict import planted, verdicts
 
 
 def test_world_is_a_seeded_balanced_many_to_one_map_whose_property_is_not_the_answer() -> None:
