@@ -1,20 +1,36 @@
-"""The self-simulation verdict: decision rule (`rule`), planted ground-truth models (`planted`).
+"""The self-simulation verdict: decision rule (`rule`), localisation of g (`localise`), interventions on g
+(`interchange`, `edit`), the chain (`run`), planted ground-truth models (`planted`).
 
 `from selfsim.verdict import Evidence, decide, verdicts` keeps working: the rule's names are re-exported.
 """
 
 from selfsim.verdict.rule import (
     CONFIDENCE,
-    DECISIVE,
-    MARGIN,
+    CONTROLS,
+    DIAGNOSTICS,
+    EDIT_DRIFT,
+    EDIT_OBJECT,
+    EDIT_RETAINED,
+    EDIT_TRANSFER,
+    EDIT_TRANSFER_VALIDATED,
+    INTERCHANGE,
+    INTERCHANGE_COPY,
+    INTERCHANGE_FINAL,
+    INTERCHANGE_OBJECT,
+    INTERCHANGE_SITES,
+    MAX_DRIFT,
+    MIN_MOVE,
     MIN_N,
-    MIN_OBJECT_SHIFT,
+    MIN_RETAINED,
     N_BOOT,
+    NONE,
     PATCHING,
-    POWER_CHECK,
     RANDOM,
+    REJECT,
     STEERING,
     STEERING_OBJECT,
+    SUPPORT,
+    TESTS,
     TRANSPLANT,
     UNTRAINED,
     VERDICTS,
@@ -22,11 +38,16 @@ from selfsim.verdict.rule import (
     Verdict,
     bootstrap_ci,
     decide,
+    decisive_tests,
+    excess,
+    rate,
     verdicts,
 )
 
 __all__ = [
-    "CONFIDENCE", "DECISIVE", "MARGIN", "MIN_N", "MIN_OBJECT_SHIFT", "N_BOOT", "PATCHING", "POWER_CHECK", "RANDOM",
-    "STEERING", "STEERING_OBJECT", "TRANSPLANT", "UNTRAINED", "VERDICTS", "Evidence", "Verdict", "bootstrap_ci",
-    "decide", "verdicts",
+    "CONFIDENCE", "CONTROLS", "DIAGNOSTICS", "EDIT_DRIFT", "EDIT_OBJECT", "EDIT_RETAINED", "EDIT_TRANSFER",
+    "EDIT_TRANSFER_VALIDATED", "INTERCHANGE", "INTERCHANGE_COPY", "INTERCHANGE_FINAL", "INTERCHANGE_OBJECT",
+    "INTERCHANGE_SITES", "MAX_DRIFT", "MIN_MOVE", "MIN_N", "MIN_RETAINED", "N_BOOT", "NONE", "PATCHING", "RANDOM",
+    "REJECT", "STEERING", "STEERING_OBJECT", "SUPPORT", "TESTS", "TRANSPLANT", "UNTRAINED", "VERDICTS", "Evidence",
+    "Verdict", "bootstrap_ci", "decide", "decisive_tests", "excess", "rate", "verdicts",
 ]

@@ -1,45 +1,82 @@
-"""From evidence rows to a verdict on self-simulation, per (model, property), by rules fixed before any data.
+"""From evidence rows to a verdict on self-simulation, per (model, property), by a rule fixed before any data.
 
-An `Evidence` row is one experiment's effect as its EXCESS over one control (random direction,
-transplant, untrained model), with a paired bootstrap 95% CI over prompts and the number of prompts.
-The rule (docs/verdict.md, section "Thresholds", states the same):
+An `Evidence` row is one experiment's effect as its EXCESS over one control (untrained model,
+transplant) with a paired bootstrap 95% CI over items and the number of items; gate rows (control
+`none`) carry a raw rate. docs/verdict.md, section "Rule", states the same and names the commit.
 
-- The object-run check (`steering_object` over `random_direction`) must show that the direction
-  moves M(P): ci_low > MIN_OBJECT_SHIFT. Otherwise the steering test had no power: inconclusive.
-- Decisive rows are steering over the random direction, steering over the untrained model and
-  object->hypothetical patching over the transplant control (those present; steering over the
-  random direction is required).
-- supported: every decisive row has ci_low > MARGIN.
-- not supported: some decisive STEERING row has ci_high < MARGIN (the model's hypothetical answer
-  does not follow a change of its object answer), or every decisive row has ci_high < MARGIN.
-- inconclusive: anything else, too few prompts (n < MIN_N), or a required row missing.
+Decisive tests intervene on g, the component where OBJECT runs localise the object computation:
+- interchange: g's output inside H(P) replaced by its output on the object run of P' (f(M(P')) !=
+  f(M(P))), at P's copy (`interchange_copy`) and, separately, at H's final position
+  (`interchange_final`); scored rate[H == f(M(P'))]. The test SUPPORTS when some site supports and
+  REJECTS when every site present rejects (a self-simulator needs g at one place, not both).
+- edit transfer (`edit_transfer`): an object-only edit of g's component; scored on edited items as
+  share[H == f(new M(P))] minus share[H == a third value, neither old nor new]. Decisive only when
+  `EDIT_TRANSFER_VALIDATED` (see below); otherwise reported, never deciding.
+A site (or the edit) SUPPORTS when its rows over BOTH controls (untrained, transplant) have
+ci_low > SUPPORT, REJECTS when a row over either control has ci_high < REJECT; it is OPEN otherwise,
+or when a control row is missing, a row rests on fewer than MIN_N items, or a validity gate fails:
+- interchange: `interchange_object` (patching g's node from P' moves the object answer to M(P'))
+  needs ci_low >= MIN_MOVE;
+- edit: `edit_object` (the edit moves the object answer to the new one) ci_low >= MIN_MOVE;
+  `edit_retained` (unedited object accuracy over baseline) >= MIN_RETAINED; `edit_drift`
+  (hypothetical accuracy on unedited items, edited minus before) |effect| <= MAX_DRIFT.
+Verdict: **supported** when every decisive test supports; **not supported** when every decisive
+test rejects; **inconclusive** otherwise. Steering, copy patching, probes, lens and SAE overlap are
+diagnostics: their rows may sit beside these and never decide.
+
+`EDIT_TRANSFER_VALIDATED` is False until `selfsim verdict --planted` has shown that edit transfer
+ALONE (`decide(rows, decisive=(EDIT_TRANSFER,))`) calls S' supported and both N variants and U' not
+supported on 3 seeds; only a commit recording that in docs/verdict.md may set it True. Until then
+interchange at g's node (P's copy / H's final position) is the one decisive test.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from selfsim.errors import SelfsimError
 
-MARGIN = 0.10
-MIN_OBJECT_SHIFT = 0.20
+SUPPORT = 0.20
+REJECT = 0.10
+MIN_MOVE = 0.60
+MIN_RETAINED = 0.90
+MAX_DRIFT = 0.10
 MIN_N = 20
 CONFIDENCE = 0.95
 N_BOOT = 2000
+EDIT_TRANSFER_VALIDATED = False
 
 VERDICTS = ("supported", "not supported", "inconclusive")
+# Controls.
+UNTRAINED = "untrained"
+TRANSPLANT = "transplant"
+NONE = "none"
+CONTROLS = (UNTRAINED, TRANSPLANT)
+# Decisive experiments and their gates.
+INTERCHANGE = "interchange"
+INTERCHANGE_OBJECT = "interchange_object"
+INTERCHANGE_COPY = "interchange_copy"
+INTERCHANGE_FINAL = "interchange_final"
+INTERCHANGE_SITES = (INTERCHANGE_COPY, INTERCHANGE_FINAL)
+EDIT_TRANSFER = "edit_transfer"
+EDIT_OBJECT = "edit_object"
+EDIT_RETAINED = "edit_retained"
+EDIT_DRIFT = "edit_drift"
+TESTS = (INTERCHANGE, EDIT_TRANSFER)
+# Diagnostics (selfsim.interp.steering): reported, never deciding.
 STEERING = "steering"
 STEERING_OBJECT = "steering_object"
 PATCHING = "patching_copy"
 RANDOM = "random_direction"
-UNTRAINED = "untrained"
-TRANSPLANT = "transplant"
-# (experiment, control) pairs whose rows decide; the first one is required.
-DECISIVE: tuple[tuple[str, str], ...] = ((STEERING, RANDOM), (STEERING, UNTRAINED), (PATCHING, TRANSPLANT))
-POWER_CHECK = (STEERING_OBJECT, RANDOM)
+DIAGNOSTICS = (STEERING, STEERING_OBJECT, PATCHING)
+
+
+def decisive_tests(edit_validated: bool = EDIT_TRANSFER_VALIDATED) -> tuple[str, ...]:
+    """The tests that decide: interchange, plus edit transfer once it has passed the planted validation."""
+    return TESTS if edit_validated else (INTERCHANGE,)
 
 
 @dataclass(frozen=True)
@@ -118,39 +155,109 @@ def bootstrap_ci(values: Sequence[float], *, n_boot: int = N_BOOT, seed: int = 0
     return float(x.mean()), float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
 
 
-def decide(rows: Sequence[Evidence]) -> tuple[str, str]:
-    """(verdict, reason) for the rows of ONE (model, property), by the rule in the module docstring."""
+def excess(model: str, prop: str, experiment: str, control: str, values: Sequence[float],
+           control_values: Sequence[float], *, seed: int = 0) -> Evidence:
+    """An evidence row from PAIRED per-item scores (model, control on the same items): mean excess, bootstrap CI."""
+    if len(values) != len(control_values):
+        raise SelfsimError(f"{experiment} over {control}: {len(values)} scores but {len(control_values)} control scores; they must be paired")
+    diffs = [float(v) - float(c) for v, c in zip(values, control_values)]
+    mean, low, high = bootstrap_ci(diffs, seed=seed)
+    raw = sum(map(float, values)) / len(values) if len(values) else None
+    ctrl = sum(map(float, control_values)) / len(control_values) if len(control_values) else None
+    return Evidence(model, prop, experiment, control, mean, low, high, len(diffs), raw=raw, control_value=ctrl)
+
+
+def rate(model: str, prop: str, experiment: str, values: Sequence[float], *, seed: int = 0) -> Evidence:
+    """A gate row (control `none`): the mean of per-item scores with its bootstrap CI."""
+    mean, low, high = bootstrap_ci([float(v) for v in values], seed=seed)
+    return Evidence(model, prop, experiment, NONE, mean, low, high, len(values), raw=mean)
+
+
+def decide(rows: Sequence[Evidence], *, decisive: Sequence[str] | None = None) -> tuple[str, str]:
+    """(verdict, reason) for the rows of ONE (model, property), by the rule in the module docstring.
+
+    `decisive` overrides which tests decide (the planted validation scores each test alone)."""
+    tests = tuple(decisive) if decisive is not None else decisive_tests()
+    unknown = [t for t in tests if t not in TESTS]
+    if unknown or not tests:
+        raise SelfsimError(f"unknown decisive test(s) {', '.join(unknown) or '(none)'}; valid tests are {', '.join(TESTS)}")
     by = {(r.experiment, r.control): r for r in rows}
-    power = by.get(POWER_CHECK)
-    if power is None:
-        return "inconclusive", "no object-run check that the steering direction moves the object answer"
-    if power.n < MIN_N or power.ci_low <= MIN_OBJECT_SHIFT:
-        return "inconclusive", (f"the steering direction does not reliably move the object answer "
-                                f"(excess {power.effect:.2f}, CI low {power.ci_low:.2f} <= {MIN_OBJECT_SHIFT}, n={power.n})")
-    decisive = [by[k] for k in DECISIVE if k in by]
-    if DECISIVE[0] not in by:
-        return "inconclusive", "no steering-over-random-direction evidence"
-    small = [r for r in decisive if r.n < MIN_N]
-    if small:
-        return "inconclusive", f"{_name(small[0])} rests on {small[0].n} prompts (< {MIN_N})"
-    if all(r.ci_low > MARGIN for r in decisive):
-        return "supported", "every decisive effect exceeds its control by more than " + f"{MARGIN}: " + _list(decisive)
-    below = [r for r in decisive if r.ci_high < MARGIN]
-    if any(r.experiment == STEERING for r in below) or len(below) == len(decisive):
-        return "not supported", "effect below the margin with its whole CI: " + _list(below)
-    return "inconclusive", "CIs straddle the margin " + f"{MARGIN}: " + _list(decisive)
+    outcomes = {t: (_interchange(by) if t == INTERCHANGE else _edit(by)) for t in tests}
+    said = "; ".join(f"{t}: {o} ({why})" for t, (o, why) in outcomes.items())
+    if all(o == "supports" for o, _ in outcomes.values()):
+        return "supported", said
+    if all(o == "rejects" for o, _ in outcomes.values()):
+        return "not supported", said
+    return "inconclusive", said
 
 
-def verdicts(rows: Iterable[Evidence]) -> list[Verdict]:
+def verdicts(rows: Iterable[Evidence], *, decisive: Sequence[str] | None = None) -> list[Verdict]:
     """One Verdict per (model, property) among the rows, in sorted order."""
     groups: dict[tuple[str, str], list[Evidence]] = {}
     for r in rows:
         groups.setdefault((r.model, r.property), []).append(r)
     out = []
     for (model, prop), group in sorted(groups.items()):
-        verdict, reason = decide(group)
+        verdict, reason = decide(group, decisive=decisive)
         out.append(Verdict(model, prop, verdict, reason, tuple(group)))
     return out
+
+
+def _site(by: dict[tuple[str, str], Evidence], experiment: str) -> tuple[str, str]:
+    """supports / rejects / open for one experiment over both controls."""
+    rows = [by.get((experiment, c)) for c in CONTROLS]
+    present = [r for r in rows if r is not None]
+    if len(present) < len(CONTROLS):
+        missing = [c for c, r in zip(CONTROLS, rows) if r is None]
+        return "open", f"no row over {', '.join(missing)}"
+    small = [r for r in present if r.n < MIN_N]
+    if small:
+        return "open", f"{_name(small[0])} rests on {small[0].n} items (< {MIN_N})"
+    if all(r.ci_low > SUPPORT for r in present):
+        return "supports", f"over both controls ci_low > {SUPPORT}: {_list(present)}"
+    low = [r for r in present if r.ci_high < REJECT]
+    if low:
+        return "rejects", f"ci_high < {REJECT}: {_list(low)}"
+    return "open", f"CIs between the thresholds: {_list(present)}"
+
+
+def _gate(by: dict[tuple[str, str], Evidence], experiment: str, ok: Callable[[Evidence], bool], need: str) -> str | None:
+    """None if the gate row exists, has MIN_N items and passes `ok`; else why not."""
+    r = by.get((experiment, NONE))
+    if r is None:
+        return f"no {experiment} row"
+    if r.n < MIN_N:
+        return f"{experiment} rests on {r.n} items (< {MIN_N})"
+    if not ok(r):
+        return f"gate failed: {experiment} {r.effect:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}] needs {need}"
+    return None
+
+
+def _interchange(by: dict[tuple[str, str], Evidence]) -> tuple[str, str]:
+    failed = _gate(by, INTERCHANGE_OBJECT, lambda r: r.ci_low >= MIN_MOVE, f"ci_low >= {MIN_MOVE}")
+    if failed:
+        return "open", failed
+    sites = {s: _site(by, s) for s in INTERCHANGE_SITES if any(k[0] == s for k in by)}
+    if not sites:
+        return "open", "no interchange rows"
+    said = "; ".join(f"{s} {o}: {why}" for s, (o, why) in sites.items())
+    if any(o == "supports" for o, _ in sites.values()):
+        return "supports", said
+    if all(o == "rejects" for o, _ in sites.values()):
+        return "rejects", said
+    return "open", said
+
+
+def _edit(by: dict[tuple[str, str], Evidence]) -> tuple[str, str]:
+    for experiment, ok, need in (
+        (EDIT_OBJECT, lambda r: r.ci_low >= MIN_MOVE, f"ci_low >= {MIN_MOVE}"),
+        (EDIT_RETAINED, lambda r: r.effect >= MIN_RETAINED, f">= {MIN_RETAINED}"),
+        (EDIT_DRIFT, lambda r: abs(r.effect) <= MAX_DRIFT, f"|drift| <= {MAX_DRIFT}"),
+    ):
+        failed = _gate(by, experiment, ok, need)
+        if failed:
+            return "open", failed
+    return _site(by, EDIT_TRANSFER)
 
 
 def _name(r: Evidence) -> str:

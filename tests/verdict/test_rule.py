@@ -1,4 +1,4 @@
-"""The verdict's decision rule on hand-made evidence (no model needed)."""
+"""The verdict's decision rule on hand-made evidence rows (no model needed): each outcome, each gate."""
 
 from __future__ import annotations
 
@@ -6,74 +6,160 @@ import pytest
 
 from selfsim.errors import SelfsimError
 from selfsim.verdict import (
-    MARGIN,
+    EDIT_DRIFT,
+    EDIT_OBJECT,
+    EDIT_RETAINED,
+    EDIT_TRANSFER,
+    INTERCHANGE,
+    INTERCHANGE_COPY,
+    INTERCHANGE_FINAL,
+    INTERCHANGE_OBJECT,
+    MAX_DRIFT,
+    MIN_MOVE,
     MIN_N,
-    MIN_OBJECT_SHIFT,
-    PATCHING,
+    MIN_RETAINED,
+    NONE,
     RANDOM,
+    REJECT,
     STEERING,
-    STEERING_OBJECT,
+    SUPPORT,
     TRANSPLANT,
     UNTRAINED,
     Evidence,
     Verdict,
     bootstrap_ci,
     decide,
+    decisive_tests,
+    excess,
+    rate,
     verdicts,
 )
 
 
 def row(experiment: str, control: str, effect: float, low: float, high: float, n: int = 100, model: str = "m") -> Evidence:
-    return Evidence(model, "second_character", experiment, control, effect, low, high, n)
+    return Evidence(model, "first_character", experiment, control, effect, low, high, n)
 
 
-POWERED = row(STEERING_OBJECT, RANDOM, 0.8, 0.7, 0.9)
+def both(experiment: str, effect: float, low: float, high: float, n: int = 100, model: str = "m") -> list[Evidence]:
+    return [row(experiment, c, effect, low, high, n, model) for c in (UNTRAINED, TRANSPLANT)]
 
 
-def test_supported_when_every_decisive_effect_clears_the_margin() -> None:
-    rows = [POWERED, row(STEERING, RANDOM, 0.6, 0.5, 0.7), row(STEERING, UNTRAINED, 0.5, 0.4, 0.6),
-            row(PATCHING, TRANSPLANT, 0.4, 0.3, 0.5)]
-    assert decide(rows)[0] == "supported"
+MOVES = row(INTERCHANGE_OBJECT, NONE, 0.95, 0.9, 1.0)
+STRONG = (0.6, 0.5, 0.7)
+NULL = (0.0, -0.05, 0.05)
+EDIT_GATES = [row(EDIT_OBJECT, NONE, 0.9, 0.8, 1.0), row(EDIT_RETAINED, NONE, 0.97, 0.95, 0.99),
+              row(EDIT_DRIFT, NONE, -0.03, -0.08, 0.02)]
 
 
-def test_not_supported_when_steering_lies_below_the_margin_even_if_patching_is_strong() -> None:
-    # The lookup model: patching transplants the input's identity, steering by answer class does nothing.
-    rows = [POWERED, row(STEERING, RANDOM, 0.0, -0.05, 0.05), row(PATCHING, TRANSPLANT, 0.9, 0.85, 0.95)]
-    verdict, reason = decide(rows)
-    assert verdict == "not supported"
-    assert "steering over random_direction" in reason
+def test_interchange_decides_by_default_until_edit_transfer_is_validated() -> None:
+    assert decisive_tests(False) == (INTERCHANGE,)
+    assert decisive_tests(True) == (INTERCHANGE, EDIT_TRANSFER)
+    # Edit transfer rows alone decide nothing while it is not validated.
+    assert decide([*EDIT_GATES, *both(EDIT_TRANSFER, *STRONG)], decisive=(INTERCHANGE,))[0] == "inconclusive"
 
 
-def test_inconclusive_when_a_ci_straddles_the_margin() -> None:
-    rows = [POWERED, row(STEERING, RANDOM, MARGIN, MARGIN - 0.1, MARGIN + 0.1)]
-    assert decide(rows)[0] == "inconclusive"
+def test_supported_when_the_copy_site_clears_support_over_both_controls() -> None:
+    rows = [MOVES, *both(INTERCHANGE_COPY, *STRONG), *both(INTERCHANGE_FINAL, *NULL)]
+    verdict, reason = decide(rows, decisive=(INTERCHANGE,))
+    assert verdict == "supported"
+    assert "interchange_copy supports" in reason
 
 
-def test_inconclusive_when_the_direction_does_not_move_the_object_answer() -> None:
-    # No power: even a clear null in the hypothetical run says nothing.
-    weak = row(STEERING_OBJECT, RANDOM, 0.1, MIN_OBJECT_SHIFT - 0.15, 0.3)
-    assert decide([weak, row(STEERING, RANDOM, 0.0, -0.02, 0.02)])[0] == "inconclusive"
-    assert decide([row(STEERING, RANDOM, 0.6, 0.5, 0.7)])[0] == "inconclusive"
+def test_not_supported_needs_every_site_to_reject() -> None:
+    lookup = [MOVES, *both(INTERCHANGE_COPY, *NULL), *both(INTERCHANGE_FINAL, *NULL)]
+    assert decide(lookup, decisive=(INTERCHANGE,))[0] == "not supported"
+    straddle = [MOVES, *both(INTERCHANGE_COPY, *NULL), *both(INTERCHANGE_FINAL, 0.15, 0.05, 0.25)]
+    assert decide(straddle, decisive=(INTERCHANGE,))[0] == "inconclusive"
 
 
-def test_inconclusive_on_few_prompts_and_without_the_required_row() -> None:
-    assert decide([POWERED, row(STEERING, RANDOM, 0.6, 0.5, 0.7, n=MIN_N - 1)])[0] == "inconclusive"
-    assert decide([POWERED, row(PATCHING, TRANSPLANT, 0.6, 0.5, 0.7)])[0] == "inconclusive"
+def test_support_needs_both_controls_and_either_control_can_reject() -> None:
+    # The transplant also follows (the intervention writes the value itself): no excess over it.
+    rows = [MOVES, row(INTERCHANGE_COPY, UNTRAINED, *STRONG), row(INTERCHANGE_COPY, TRANSPLANT, *NULL)]
+    assert decide(rows, decisive=(INTERCHANGE,))[0] == "not supported"
+    missing = [MOVES, row(INTERCHANGE_COPY, UNTRAINED, *STRONG)]
+    verdict, reason = decide(missing, decisive=(INTERCHANGE,))
+    assert verdict == "inconclusive" and "no row over transplant" in reason
 
 
-def test_untrained_control_can_veto_support() -> None:
-    # A direction that makes ANY model's hypothetical answer follow (e.g. it writes the letter itself).
-    rows = [POWERED, row(STEERING, RANDOM, 0.6, 0.5, 0.7), row(STEERING, UNTRAINED, 0.0, -0.1, 0.05)]
-    assert decide(rows)[0] == "not supported"
+def test_thresholds_are_strict_at_their_edges() -> None:
+    at_support = [MOVES, *both(INTERCHANGE_COPY, 0.3, SUPPORT, 0.4)]
+    assert decide(at_support, decisive=(INTERCHANGE,))[0] == "inconclusive"
+    at_reject = [MOVES, *both(INTERCHANGE_COPY, 0.0, -0.1, REJECT)]
+    assert decide(at_reject, decisive=(INTERCHANGE,))[0] == "inconclusive"
+    just_below = [MOVES, *both(INTERCHANGE_COPY, 0.0, -0.1, REJECT - 0.01)]
+    assert decide(just_below, decisive=(INTERCHANGE,))[0] == "not supported"
+
+
+def test_object_gate_makes_interchange_inconclusive() -> None:
+    weak = row(INTERCHANGE_OBJECT, NONE, 0.7, MIN_MOVE - 0.01, 0.8)
+    for site_rows in (both(INTERCHANGE_COPY, *STRONG), both(INTERCHANGE_COPY, *NULL)):
+        verdict, reason = decide([weak, *site_rows], decisive=(INTERCHANGE,))
+        assert verdict == "inconclusive" and "gate failed: interchange_object" in reason
+    verdict, reason = decide(both(INTERCHANGE_COPY, *STRONG), decisive=(INTERCHANGE,))
+    assert verdict == "inconclusive" and "no interchange_object row" in reason
+
+
+def test_few_items_make_a_row_inconclusive() -> None:
+    rows = [MOVES, *both(INTERCHANGE_COPY, *STRONG, n=MIN_N - 1)]
+    assert decide(rows, decisive=(INTERCHANGE,))[0] == "inconclusive"
+    gate = row(INTERCHANGE_OBJECT, NONE, 0.95, 0.9, 1.0, n=MIN_N - 1)
+    assert decide([gate, *both(INTERCHANGE_COPY, *STRONG)], decisive=(INTERCHANGE,))[0] == "inconclusive"
+
+
+@pytest.mark.parametrize("gate", [
+    row(EDIT_OBJECT, NONE, 0.7, MIN_MOVE - 0.05, 0.8),
+    row(EDIT_RETAINED, NONE, MIN_RETAINED - 0.01, 0.8, 0.95),
+    row(EDIT_DRIFT, NONE, -(MAX_DRIFT + 0.01), -0.2, 0.0),
+    row(EDIT_DRIFT, NONE, MAX_DRIFT + 0.01, 0.0, 0.2),
+])
+def test_each_edit_gate_makes_edit_transfer_inconclusive(gate: Evidence) -> None:
+    gates = [g for g in EDIT_GATES if g.experiment != gate.experiment] + [gate]
+    assert decide([*EDIT_GATES, *both(EDIT_TRANSFER, *STRONG)], decisive=(EDIT_TRANSFER,))[0] == "supported"
+    verdict, reason = decide([*gates, *both(EDIT_TRANSFER, *STRONG)], decisive=(EDIT_TRANSFER,))
+    assert verdict == "inconclusive" and f"gate failed: {gate.experiment}" in reason
+
+
+def test_with_edit_transfer_decisive_the_tests_must_agree() -> None:
+    both_decisive = (INTERCHANGE, EDIT_TRANSFER)
+    agree = [MOVES, *both(INTERCHANGE_COPY, *STRONG), *EDIT_GATES, *both(EDIT_TRANSFER, *STRONG)]
+    assert decide(agree, decisive=both_decisive)[0] == "supported"
+    disagree = [MOVES, *both(INTERCHANGE_COPY, *STRONG), *EDIT_GATES, *both(EDIT_TRANSFER, *NULL)]
+    assert decide(disagree, decisive=both_decisive)[0] == "inconclusive"
+    null = [MOVES, *both(INTERCHANGE_COPY, *NULL), *EDIT_GATES, *both(EDIT_TRANSFER, *NULL)]
+    assert decide(null, decisive=both_decisive)[0] == "not supported"
+
+
+def test_diagnostics_never_decide() -> None:
+    steer = [row(STEERING, RANDOM, 0.9, 0.85, 0.95), row(STEERING, UNTRAINED, 0.9, 0.85, 0.95)]
+    assert decide(steer, decisive=(INTERCHANGE,))[0] == "inconclusive"
+    rows = [MOVES, *both(INTERCHANGE_COPY, *NULL), *steer]
+    assert decide(rows, decisive=(INTERCHANGE,))[0] == "not supported"
+
+
+def test_unknown_decisive_test_is_one_line_error() -> None:
+    with pytest.raises(SelfsimError, match="valid tests are"):
+        decide([MOVES], decisive=("steering",))
 
 
 def test_verdicts_group_by_model_and_property_and_round_trip() -> None:
-    rows = [POWERED, row(STEERING, RANDOM, 0.6, 0.5, 0.7),
-            row(STEERING_OBJECT, RANDOM, 0.8, 0.7, 0.9, model="n"), row(STEERING, RANDOM, 0.0, -0.05, 0.04, model="n")]
-    out = verdicts(rows)
+    rows = [MOVES, *both(INTERCHANGE_COPY, *STRONG),
+            row(INTERCHANGE_OBJECT, NONE, 0.95, 0.9, 1.0, model="n"), *both(INTERCHANGE_COPY, *NULL, model="n")]
+    out = verdicts(rows, decisive=(INTERCHANGE,))
     assert [(v.model, v.verdict) for v in out] == [("m", "supported"), ("n", "not supported")]
     assert Verdict.from_dict(out[0].to_dict()) == out[0]
     assert Evidence.from_dict(rows[1].to_dict()) == rows[1]
+
+
+def test_excess_and_rate_rows_match_hand_computation() -> None:
+    model = [1.0, 1.0, 0.0, 1.0]
+    control = [0.0, 1.0, 0.0, 0.0]
+    e = excess("m", "p", INTERCHANGE_COPY, UNTRAINED, model, control)
+    assert (e.effect, e.raw, e.control_value, e.n) == (0.5, 0.75, 0.25, 4)
+    assert e.ci_low <= 0.5 <= e.ci_high
+    g = rate("m", "p", INTERCHANGE_OBJECT, [1.0] * 30)
+    assert (g.effect, g.ci_low, g.ci_high, g.control) == (1.0, 1.0, 1.0, NONE)
+    with pytest.raises(SelfsimError, match="paired"):
+        excess("m", "p", INTERCHANGE_COPY, UNTRAINED, model, control[:3])
 
 
 def test_bad_evidence_raises_one_line_errors() -> None:
