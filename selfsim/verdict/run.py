@@ -70,11 +70,18 @@ class ModelVerdict:
                 "verdicts": [v.to_dict() for v in self.verdicts]}
 
     @classmethod
+    def from_dict(cls, d: dict[str, Any], out: str | Path = ".") -> ModelVerdict:
+        """A ModelVerdict from its JSON form."""
+        try:
+            return cls(d["model"], Localisation.from_dict(d["localisation"]),
+                       tuple(Verdict.from_dict(v) for v in d["verdicts"]), Path(out))
+        except (KeyError, TypeError) as exc:
+            raise SelfsimError(f"malformed verdict record ({exc!r}); rerun `selfsim verdict` into a new --out") from None
+
+    @classmethod
     def load(cls, out: str | Path) -> ModelVerdict:
         """The verdict written in `out` (its verdict.json)."""
-        d = read_json(Path(out) / "verdict.json")
-        return cls(d["model"], Localisation.from_dict(d["localisation"]),
-                   tuple(Verdict.from_dict(v) for v in d["verdicts"]), Path(out))
+        return cls.from_dict(read_json(Path(out) / "verdict.json"), out)
 
 
 def run_verdict(subject: Subject, examples: Sequence[Example], out: str | Path, *, untrained: Subject,
