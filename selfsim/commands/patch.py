@@ -29,7 +29,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attribution", action="store_true", help="also run attribution patching and rank it against exact patching")
     from selfsim.interp.backends.registry import BUILTIN, DEFAULT_BACKEND
 
-    p.add_argument("--backend", default=DEFAULT_BACKEND, help=f"tracing backend: {', '.join(BUILTIN)} (default {DEFAULT_BACKEND})")
+    p.add_argument("--backend", default=DEFAULT_BACKEND,
+                   help=f"tracing backend: {', '.join(BUILTIN)} or one registered by `selfsim --plugin MODULE` (default {DEFAULT_BACKEND})")
+    from selfsim.interp.metrics import DEFAULT_METRICS, DEFAULT_RANK_BY
+
+    p.add_argument("--metric", action="append", default=None, metavar="NAME",
+                   help=f"patching metric to compute (built-in or registered by `selfsim --plugin MODULE`); repeat for several "
+                        f"(default {', '.join(DEFAULT_METRICS)})")
+    p.add_argument("--rank-by", default=None, metavar="NAME",
+                   help=f"metric the best cells are ranked by (default {DEFAULT_RANK_BY} if computed, else the first --metric)")
+    p.add_argument("--no-resume", action="store_true",
+                   help="run every patched row from the first layer (default: resume from the patched layer when the backend can)")
     p.add_argument("--property", default="first_word", help="property of the generated examples (default first_word)")
     p.add_argument("--task", default="animals_long", help="task of the generated examples (default animals_long)")
     p.add_argument("--dialect", default="toy", help="dialect of the generated examples: toy (default) or paper")
@@ -87,6 +97,7 @@ def check_position(config: PatchConfig, matched: list[MatchedPair]) -> None:
 
 def build_config(args: argparse.Namespace) -> PatchConfig:
     """The PatchConfig the arguments describe (validated, nothing loaded)."""
+    from selfsim.interp.metrics import DEFAULT_METRICS
     from selfsim.interp.patching import DIRECTIONS, PatchConfig
 
     if args.layer is None and not args.sweep:
@@ -100,6 +111,9 @@ def build_config(args: argparse.Namespace) -> PatchConfig:
         backend=args.backend,
         max_rows=args.max_rows,
         seed=args.seed,
+        metrics=tuple(args.metric) if args.metric else DEFAULT_METRICS,
+        rank_by=args.rank_by,
+        resume=not args.no_resume,
     )
 
 
@@ -112,11 +126,13 @@ def run(args: argparse.Namespace) -> int:
     check_out(args.out)
     check_layer_early(args)
     examples, labels = examples_from_args(args)
-    from selfsim.generation import token_budget
+    from selfsim.tasks import token_budget
 
     budget = max((token_budget(e.task, e.dialect, config.max_new_tokens) for e in examples), default=0)
     check_position(config, check_prompts_early(args, examples, extra_tokens=budget))
-    subject = subject_from_args(args, attn_implementation="eager" if args.backend == "tlens" else None)
+    from selfsim.interp.backends.registry import needs
+
+    subject = subject_from_args(args, **needs(config.backend))
 
     from selfsim.interp.patching import run_patching
 
@@ -126,14 +142,18 @@ def run(args: argparse.Namespace) -> int:
     summary = result.summary()
     if args.attribution:
         from selfsim.interp.attribution import compare_with_exact, run_attribution
+        from selfsim.interp.metrics import ATTRIBUTION_METRIC
         from selfsim.io import atomic_open, write_json
 
+        metric = next((m for m in config.metrics if m == ATTRIBUTION_METRIC), None)
+        if metric is None:
+            raise SelfsimError(f"--attribution compares against exact patching of {ATTRIBUTION_METRIC}: add --metric {ATTRIBUTION_METRIC}")
         each = replace(config, positions="each")
         exact = result.rows if args.sweep else run_patching([subject], examples, each, labels=labels).rows
         attribution = run_attribution([subject], examples, each, labels=labels)
         with atomic_open(out / "attribution.parquet", "wb") as fh:
             attribution.to_parquet(fh, index=False)
-        comparison = compare_with_exact(attribution, exact)
+        comparison = compare_with_exact(attribution, exact, metric)
         write_json(out / "attribution_vs_exact.json", comparison.to_dict("records"))
         written += [out / "attribution.parquet", out / "attribution_vs_exact.json"]
         print(comparison.to_string(index=False))
@@ -141,8 +161,10 @@ def run(args: argparse.Namespace) -> int:
         print("no informative pair: the donor's and the recipient's values coincide (or are missing) everywhere")
     from selfsim.interp.metrics import figure_columns
 
-    best = summary.loc[summary["n"] > 0].sort_values("flip_rate", ascending=False).groupby(["direction", "component", "target"]).head(1)
-    keys = ("direction", "component", "target", "layer", "position", "n", "n_missing", *figure_columns())
+    rank = config.rank_column
+    best = summary.loc[summary["n"] > 0].sort_values(rank, ascending=False).groupby(["direction", "component", "target"]).head(1)
+    keys = tuple(dict.fromkeys(("direction", "component", "target", "layer", "position", "n", "n_missing", rank,
+                                *figure_columns(config.metrics))))
     for row in best.to_dict("records"):
         print(json.dumps({k: row[k] for k in keys}))
     print(f"{len(result.rows)} rows, {len(written)} files -> {out}")

@@ -22,16 +22,21 @@ registry in `selfsim.interp.metrics`: `logit_diff` = logit(donor token) - logit(
 *is* the next-token distribution: patching it from an object donor copies the object answer by
 construction (flip toward `own` = 1), so evidence comes from the layers below it.
 
-Execution: one patched recipient row per (pair, component, layer, position group); rows are stacked
-into batches of at most `max_rows`, and each batch is ONE forward with all its patches (one `Patch`
-per site). Donor activations come from one read pass over the donors.
+Execution: one patched recipient row per (pair, component, layer, position group); rows are run
+grouped by layer, stacked into batches of at most `max_rows`, and each batch is ONE forward with all
+its patches (one `Patch` per site). Donor activations come from one read pass over the donors. When
+the backend can resume a forward from a layer (`hooks`: `resumes`) and `PatchConfig.resume` is on,
+a batch whose patches all sit at layer L or above starts from the recipients' clean residual stream
+entering L (read once, causality keeps it unchanged), so a patch costs the layers above it only.
+The metrics are a parameter (`PatchConfig.metrics`, names in `selfsim.interp.metrics.METRICS`);
+`rank_by` picks the one cells are ranked by (the CLI's best cells, the study's heatmap).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -41,7 +46,7 @@ import torch
 from selfsim.errors import SelfsimError
 from selfsim.examples import Example
 from selfsim.interp.answers import greedy_answers, model_labels, property_value, value_token
-from selfsim.interp.metrics import METRICS, figure_columns, token_metrics
+from selfsim.interp.metrics import DEFAULT_METRICS, DEFAULT_RANK_BY, METRICS, check_metrics, figure_columns, token_metrics
 from selfsim.interp.pairs import MatchedPair, Prompt, align, batch_of, match_all, padded, pair_up
 from selfsim.interp.tracing import DEFAULT_BACKEND, Batch, Patch, Tracer, check_backend, get_tracer
 from selfsim.io import atomic_open, read_json, write_json
@@ -71,7 +76,9 @@ class PatchConfig:
     the final position at once); "each" (one row per single position: the layer x position sweep);
     or an int, one position of the copy (>= 0 from its start, < 0 from its end). `layers=None` is all.
     `max_new_tokens`: the budget of each model's own greedy object-level answer (None: the task's,
-    `selfsim.generation.token_budget`).
+    `selfsim.tasks.token_budget`). `metrics`: registered metric names computed per row;
+    `rank_by`: the one cells are ranked by (None: flip when computed, else the first). `resume`:
+    start each batch at its lowest patched layer when the backend can (same numbers, less work).
     """
 
     directions: tuple[str, ...] = ("object->hypothetical",)
@@ -82,8 +89,15 @@ class PatchConfig:
     max_new_tokens: int | None = None
     max_rows: int = 256
     seed: int = 0
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    rank_by: str | None = None
+    resume: bool = True
 
     def __post_init__(self) -> None:
+        self.metrics = tuple(self.metrics)
+        if self.rank_by is None:
+            self.rank_by = DEFAULT_RANK_BY if DEFAULT_RANK_BY in self.metrics else (self.metrics[0] if self.metrics else "")
+        check_metrics(self.metrics, self.rank_by)
         self.directions = tuple(self.directions)
         self.components = tuple(self.components)
         self.layers = None if self.layers is None else tuple(int(x) for x in self.layers)
@@ -95,6 +109,11 @@ class PatchConfig:
         if (self.max_new_tokens is not None and self.max_new_tokens < 1) or self.max_rows < 1:
             raise SelfsimError(f"max_new_tokens (None = the task's budget) and max_rows must be at least 1, "
                                f"got {self.max_new_tokens} and {self.max_rows}")
+
+    @property
+    def rank_column(self) -> str:
+        """The summary column cells are ranked by: `rank_by`'s figure (e.g. flip_rate for flip)."""
+        return METRICS.get(str(self.rank_by)).rank
 
     def layers_for(self, subject: Subject) -> list[int]:
         """The configured layers, checked against `subject` (all of them when unset)."""
@@ -161,10 +180,25 @@ class Setup:
     values: dict[str, list[tuple[str | None, str | None]]]
     tokens: dict[str, torch.Tensor]
     max_rows: int
+    _clean_hidden: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def n_pairs(self) -> int:
         return len(self.index_pairs)
+
+    def clean_hidden(self, layers: Sequence[int]) -> dict[int, torch.Tensor]:
+        """The recipients' clean output of each layer, [n_pairs, T, d], read once and kept."""
+        missing = sorted(set(layers) - self._clean_hidden.keys())
+        if missing:
+            sites = {layer: self.subject.site(layer) for layer in missing}
+            parts: dict[int, list[torch.Tensor]] = defaultdict(list)
+            for rows in chunks(range(self.n_pairs), self.max_rows):
+                with torch.no_grad():
+                    acts = self.tracer.run(self.recipients.select(rows), read=list(sites.values()), last_only=True).activations
+                for layer, site in sites.items():
+                    parts[layer].append(acts[site].detach())
+            self._clean_hidden.update({layer: torch.cat(parts[layer]) for layer in missing})
+        return {layer: self._clean_hidden[layer] for layer in layers}
 
     def donor_activations(self, sites: Sequence[str]) -> dict[str, torch.Tensor]:
         """Donor outputs [n_pairs, T, d] at each site, read in batches of `max_rows`."""
@@ -292,60 +326,101 @@ def build_patches(setup: Setup, specs: Sequence[RowSpec], donor_acts: Mapping[st
     ]
 
 
+def start_layer(spec: RowSpec) -> int:
+    """The first layer a row's forward must run: the patched layer, or the one above it for a resid patch."""
+    return spec.layer + 1 if spec.component == "resid" else spec.layer
+
+
 def patch_rows(
     setup: Setup,
     components: Sequence[str],
     layers: Sequence[int],
     positions: str | int,
     progress: bool = False,
+    *,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    resume: bool = True,
 ) -> pd.DataFrame:
-    """Run every patched row of one setup; one tidy row per (patched row, target)."""
+    """Run every patched row of one setup; one tidy row per (patched row, target), in `row_specs` order.
+
+    Rows run grouped by the layer their forward starts at; with `resume` and a backend that `resumes`,
+    each batch starts there from the recipients' clean residual stream (see the module docstring).
+    """
     from tqdm.auto import tqdm
 
     specs = row_specs(setup, components, layers, positions)
     sites = sorted({setup.subject.site(layer, c) for c in components for layer in layers})
     donor_acts = setup.donor_activations(sites)
     clean = setup.clean_logits()
-    clean_metrics = {t: token_metrics(clean, tok[:, 0], tok[:, 1]) for t, tok in setup.tokens.items()}
-    clean_values = {t: {name: cm[name].tolist() for name in METRICS} for t, cm in clean_metrics.items()}
-    records: dict[str, list[dict[str, Any]]] = {target: [] for target in setup.tokens}
-    convert = setup.subject.tokenizer.convert_ids_to_tokens
-    batches = list(chunks(specs, setup.max_rows))
-    for batch_specs in tqdm(batches, desc=f"patching {setup.model} {setup.direction}", disable=not progress):
-        batch = setup.recipients.select([s.pair for s in batch_specs])
-        logits = setup.run_last(batch, build_patches(setup, batch_specs, donor_acts))
-        pair_idx = torch.tensor([s.pair for s in batch_specs])
+    clean_metrics = {t: token_metrics(clean, tok[:, 0], tok[:, 1], metrics) for t, tok in setup.tokens.items()}
+    clean_values = {t: {name: cm[name].tolist() for name in metrics} for t, cm in clean_metrics.items()}
+    resumes = resume and bool(getattr(setup.tracer, "resumes", False))
+    order = sorted(range(len(specs)), key=lambda i: start_layer(specs[i])) if resumes else list(range(len(specs)))
+    starts = sorted({start_layer(s) for s in specs}) if resumes else []
+    hidden = setup.clean_hidden([b - 1 for b in starts if b > 0]) if resumes else {}
+    patched: dict[str, dict[str, list[Any]]] = {t: {name: [None] * len(specs) for name in (*metrics, "argmax")}
+                                                for t in setup.tokens}
+    batches = [chunk for group in _groups(order, specs, resumes) for chunk in chunks(group, setup.max_rows)]
+    for batch_rows in tqdm(batches, desc=f"patching {setup.model} {setup.direction}", disable=not progress):
+        batch_specs = [specs[i] for i in batch_rows]
+        pairs = [s.pair for s in batch_specs]
+        batch = setup.recipients.select(pairs)
+        patches = build_patches(setup, batch_specs, donor_acts)
+        begin = min(start_layer(s) for s in batch_specs) if resumes else 0
+        if begin > 0:
+            with torch.no_grad():
+                out = setup.tracer.run_from(batch, begin, hidden[begin - 1][pairs], patches=patches, last_only=True)  # pyright: ignore[reportAttributeAccessIssue]  # `resumes` promises run_from
+            logits = out.logits[:, -1].float().cpu()
+        else:
+            logits = setup.run_last(batch, patches)
+        pair_idx = torch.tensor(pairs)
         for target, tok in setup.tokens.items():
-            m = token_metrics(logits, tok[pair_idx, 0], tok[pair_idx, 1])
-            answers = convert(m["argmax"].tolist())
-            patched = {name: m[name].tolist() for name in METRICS}
-            unpatched = clean_values[target]
-            for i, spec in enumerate(batch_specs):
-                k = spec.pair
-                r, d = setup.index_pairs[k]
-                dv, rv = setup.values[target][k]
-                records[target].append(
-                    {
-                        "model": setup.model,
-                        "direction": setup.direction,
-                        "component": spec.component,
-                        "layer": spec.layer,
-                        "position": spec.position,
-                        "order": spec.order,
-                        "pair": k,
-                        "recipient_id": setup.matched[r].example.id,
-                        "donor_id": setup.matched[d].example.id,
-                        "property": setup.matched[r].example.property,
-                        "target": target,
-                        "donor_value": dv,
-                        "recipient_value": rv,
-                        "informative": bool(tok[k, 0] >= 0 and tok[k, 1] >= 0 and tok[k, 0] != tok[k, 1]),
-                        **{col: v for name in METRICS
-                           for col, v in ((name, patched[name][i]), (f"{name}_clean", unpatched[name][k]))},
-                        "answer": answers[i],
-                    }
-                )
-    return pd.DataFrame.from_records([r for target in records for r in records[target]])
+            m = token_metrics(logits, tok[pair_idx, 0], tok[pair_idx, 1], metrics)
+            for name in (*metrics, "argmax"):
+                column = patched[target][name]
+                for i, value in zip(batch_rows, m[name].tolist()):
+                    column[i] = value
+    convert = setup.subject.tokenizer.convert_ids_to_tokens
+    records: list[dict[str, Any]] = []
+    for target, tok in setup.tokens.items():
+        answers = convert(patched[target]["argmax"])
+        unpatched = clean_values[target]
+        for i, spec in enumerate(specs):
+            k = spec.pair
+            r, d = setup.index_pairs[k]
+            dv, rv = setup.values[target][k]
+            records.append(
+                {
+                    "model": setup.model,
+                    "direction": setup.direction,
+                    "component": spec.component,
+                    "layer": spec.layer,
+                    "position": spec.position,
+                    "order": spec.order,
+                    "pair": k,
+                    "recipient_id": setup.matched[r].example.id,
+                    "donor_id": setup.matched[d].example.id,
+                    "property": setup.matched[r].example.property,
+                    "target": target,
+                    "donor_value": dv,
+                    "recipient_value": rv,
+                    "informative": bool(tok[k, 0] >= 0 and tok[k, 1] >= 0 and tok[k, 0] != tok[k, 1]),
+                    **{col: v for name in metrics
+                       for col, v in ((name, patched[target][name][i]), (f"{name}_clean", unpatched[name][k]))},
+                    "answer": answers[i],
+                }
+            )
+    return pd.DataFrame.from_records(records)
+
+
+def _groups(order: Sequence[int], specs: Sequence[RowSpec], by_start: bool) -> list[list[int]]:
+    """`order` split where the start layer changes (one group when not resuming)."""
+    if not by_start:
+        return [list(order)]
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i in order:
+        groups[start_layer(specs[i])].append(i)
+    return list(groups.values())
 
 
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
@@ -354,7 +429,9 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     no informative row stays, with n = 0 and no means)."""
     informative = rows[rows["informative"]].copy()
     means: dict[str, tuple[str, str]] = {"n": ("pair", "size")}
-    for m in METRICS.values():
+    for _, m in METRICS.items():
+        if m.name not in rows.columns:
+            continue
         means[m.summary] = (m.name, "mean")
         means[f"{m.summary}_clean"] = (f"{m.name}_clean", "mean")
         if m.delta:
@@ -396,7 +473,7 @@ class PatchResult:
         written += [out / "summary.json", out / "config.json"]
         groups = cast("Iterable[tuple[tuple[str, str], pd.DataFrame]]", summary.groupby(["direction", "component"]))
         for (direction, component), _ in groups:
-            for metric in figure_columns():
+            for metric in figure_columns(self.config.metrics):
                 path = out / f"heatmap_{direction.replace('->', '_to_')}_{component}_{metric}.html"
                 fig = heatmap(summary, metric=metric, direction=direction, component=component)
                 with atomic_open(path) as fh:
@@ -405,11 +482,16 @@ class PatchResult:
         return written
 
 
-def heatmap(summary: pd.DataFrame, *, metric: str = "flip_rate", direction: str, component: str = "resid") -> go.Figure:
-    """Layer x position heatmaps of `metric`, one column per model and one row per target."""
+def heatmap(summary: pd.DataFrame, *, metric: str | None = None, direction: str, component: str = "resid") -> go.Figure:
+    """Layer x position heatmaps of the summary column `metric` (default: the default rank_by's), one column per
+    model and one row per target."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    metric = metric or METRICS.get(DEFAULT_RANK_BY).rank
+    if metric not in summary.columns:
+        raise SelfsimError(f"no column {metric!r} in the summary; its metric columns are "
+                           f"{', '.join(c for c in summary.columns if c not in SUMMARY_KEYS)}")
     df = summary[(summary["direction"] == direction) & (summary["component"] == component)]
     if df.empty:
         raise SelfsimError(f"no results for direction {direction!r} and component {component!r}")
@@ -496,7 +578,8 @@ def run_patching(
     frames, answers = [], {}
     for setup, table in setups(subjects, examples, config, labels):
         layers = config.layers_for(setup.subject)
-        frames.append(patch_rows(setup, config.components, layers, config.positions, progress))
+        frames.append(patch_rows(setup, config.components, layers, config.positions, progress,
+                                 metrics=config.metrics, resume=config.resume))
         answers[setup.model] = table
     rows = pd.concat(frames, ignore_index=True)
     return PatchResult(rows=rows, answers=pd.concat(answers.values(), ignore_index=True), config=config)

@@ -72,7 +72,8 @@ def test_rows_are_batched_and_independent_of_batch_size(toy_tiny, examples, monk
         return original(self, batch, **kwargs)
 
     monkeypatch.setattr(HookTracer, "run", counting)
-    config = PatchConfig(positions="each", layers=(1,), components=("resid", "mlp"), backend="hooks", max_rows=1024)
+    config = PatchConfig(positions="each", layers=(1,), components=("resid", "mlp"), backend="hooks", max_rows=1024,
+                         resume=False)
     big = run_patching([toy_tiny], examples, config).rows
     patched = [c for c in calls if c[1]]
     n_rows = len(big) // 2
@@ -83,6 +84,30 @@ def test_rows_are_batched_and_independent_of_batch_size(toy_tiny, examples, monk
     for col in ("logit_diff", "prob_donor", "logit_diff_clean"):
         assert (big[col] - small[col]).abs().max() < 1e-5
     assert big["flip"].equals(small["flip"])
+
+
+def test_batched_resumed_sweep_equals_one_patch_per_forward(toy_tiny, examples, monkeypatch):
+    calls = []
+    original = HookTracer.run_from
+
+    def counting(self, batch, start, hidden, **kwargs):
+        calls.append((start, batch.size))
+        return original(self, batch, start, hidden, **kwargs)
+
+    monkeypatch.setattr(HookTracer, "run_from", counting)
+    grid = dict(positions="each", components=("resid", "attn", "mlp"), backend="hooks")
+    batched = run_patching([toy_tiny], examples[:4], PatchConfig(**grid, max_rows=256)).rows
+    starts = {start for start, _ in calls}
+    # toy_tiny has layers 0..2: attn/mlp at L resume at L, resid at L at L+1 (3: the head only); layer-0 attn/mlp run whole
+    assert starts == {1, 2, 3} and max(size for _, size in calls) > 1
+    calls.clear()
+    single = run_patching([toy_tiny], examples[:4], PatchConfig(**grid, max_rows=1, resume=False)).rows
+    assert not calls and len(single) == len(batched) > 0
+    keys = ["component", "layer", "position", "pair", "target"]
+    assert batched[keys].equals(single[keys])
+    for col in ("logit_diff", "prob_donor", "logit_diff_clean"):
+        assert (batched[col] - single[col]).abs().max() < 1e-5
+    assert batched["flip"].equals(single["flip"]) and batched["answer"].equals(single["answer"])
 
 
 def test_last_layer_at_the_final_position_copies_the_object_answer(toy_tiny, examples):
@@ -105,7 +130,8 @@ def test_every_direction(toy_tiny, examples):
 
 def test_own_answer_is_the_full_greedy_answer_and_its_property(toy_tiny):
     """Issue 9, defect 4: a one-token answer has no second word, and such rows vanished silently."""
-    from selfsim.generation import GREEDY, TOY_MAX_NEW_TOKENS, Request, generate_batch
+    from selfsim.budget import TOY_MAX_NEW_TOKENS
+    from selfsim.generation import GREEDY, Request, generate_batch
     from selfsim.interp.pairs import match_all
     from selfsim.properties import get
 
@@ -179,17 +205,19 @@ def test_padding_positions_are_consistent(toy_tiny, examples):
     assert batch_of(toy_tiny, [setup.matched[0].object]).width == setup.matched[0].object.length
 
 
-def test_a_metric_registered_in_one_place_reaches_rows_summary_files_and_heatmaps(toy_tiny, examples, tmp_path, monkeypatch):
+def test_a_metric_registered_in_one_place_reaches_rows_summary_files_and_heatmaps(toy_tiny, examples, tmp_path, request):
     from selfsim.interp import metrics
     from selfsim.io import read_json
-
-    monkeypatch.setitem(metrics.METRICS, "logit_donor", None)  # removed again after the test
 
     @metrics.register_metric("logit_donor", summary="mean_logit_donor", delta="logit_donor_gain", figures=("logit_donor_gain",))
     def logit_donor(logits, donor, recipient):
         return torch.where(donor >= 0, logits.gather(1, donor.clamp(min=0)[:, None])[:, 0], torch.tensor(math.nan))
 
-    result = run_patching([toy_tiny], examples, PatchConfig(layers=(1,), positions="final", backend="hooks"))
+    request.addfinalizer(lambda: metrics.METRICS.unregister("logit_donor"))
+    with pytest.raises(SelfsimError, match="metric 'logit_donor' is already registered"):
+        metrics.register_metric("logit_donor")(lambda logits, donor, recipient: logits[:, 0])
+    config = PatchConfig(layers=(1,), positions="final", backend="hooks", metrics=(*metrics.DEFAULT_METRICS, "logit_donor"))
+    result = run_patching([toy_tiny], examples, config)
     rows = result.rows[result.rows["informative"]]
     assert rows["logit_donor"].notna().all() and rows["logit_donor_clean"].notna().all()
     summary = result.summary()
@@ -201,4 +229,4 @@ def test_a_metric_registered_in_one_place_reaches_rows_summary_files_and_heatmap
     assert "heatmap_object_to_hypothetical_resid_logit_donor_gain.html" in written
     saved = read_json(tmp_path / "summary.json")
     assert {"mean_logit_donor", "mean_logit_donor_clean", "logit_donor_gain", "flip_rate", "delta"} <= set(saved[0])
-    assert "logit_donor" in token_metrics(torch.zeros(1, 4), torch.tensor([1]), torch.tensor([2]))
+    assert "logit_donor" in token_metrics(torch.zeros(1, 4), torch.tensor([1]), torch.tensor([2]), ["logit_donor"])

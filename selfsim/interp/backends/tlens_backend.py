@@ -58,6 +58,7 @@ class TLensTracer:
     """Tracer backed by TransformerLens hooks (`run_with_hooks`) on a TransformerBridge."""
 
     name = "tlens"
+    attn_implementation = "eager"  # the bridge's attention is eager: an sdpa HF model differs by ~1e-3
 
     def __init__(self, subject: Subject) -> None:
         self.subject = subject

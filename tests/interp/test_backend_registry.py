@@ -54,7 +54,6 @@ def test_unknown_backend_is_refused_before_any_work():
 def test_a_backend_registered_from_outside_is_used_by_name(tiny_llama, monkeypatch):
     from selfsim.interp.patching import PatchConfig
 
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     calls = []
 
     @registry.register_backend("counting")
@@ -68,4 +67,10 @@ def test_a_backend_registered_from_outside_is_used_by_name(tiny_llama, monkeypat
     assert registry.backend_names()[-1] == "counting" and PatchConfig(backend="counting").backend == "counting"
     tracer = get_tracer(tiny_llama, "counting")
     batch = encode(tiny_llama, ["<user> fox <assistant>"])
-    assert isinstance(tracer, CountingTracer) and tracer.run(batch).logits.shape[0] == 1 and calls == [1]
+    try:
+        assert isinstance(tracer, CountingTracer) and tracer.run(batch).logits.shape[0] == 1 and calls == [1]
+        with pytest.raises(SelfsimError, match="backend 'counting' is already registered; choose another name"):
+            registry.register_backend("counting")(HookTracer)
+    finally:
+        registry.BACKENDS.unregister("counting")
+    assert "counting" not in registry.backend_names()
