@@ -6,8 +6,13 @@ and at the final position is replaced by its output on the object run of a donor
 property with f(M(P')) != f(M(P)) and another first answer token: `move` = the patched first answer
 token is M(P')'s. Separately the node's output at the same positions is replaced by its mean over all
 items (mean ablation; one mean for copy tokens, one for final tokens): `kill` = the first answer token
-is no longer M(P)'s. Nodes are ranked by move rate (kill rate breaks ties); g's node is the top one,
-and `sharpness` is its move rate minus the runner-up's, paired over items, with a bootstrap 95% CI.
+is no longer M(P)'s. A node upstream of g that merely carries P's text moves M(P) too; `carry` tells it
+apart: the same patch (object run of P' at the aligned copy and final position) into the NEUTRAL prompt
+that quotes P and asks about its visible text (`selfsim.interp.steering.neutral_prompt`), scored by
+whether its answer becomes the neutral answer on P' (over items where the two neutral answers differ).
+g's node is the node with the highest move rate (kill rate breaks ties) among those with carry <=
+`rule.MAX_INPUT_CARRY`; the top node by move rate when none qualifies (its gate then fails).
+`sharpness` is the node's move rate minus the runner-up's, paired over items, with a bootstrap 95% CI.
 The hypothetical prompt is never run.
 """
 
@@ -24,9 +29,9 @@ import torch
 from selfsim.errors import SelfsimError
 from selfsim.examples import Example
 from selfsim.interp.answers import greedy_answers, property_values
-from selfsim.interp.pairs import MatchedPair, align, batch_of, match_all, padded
+from selfsim.interp.pairs import MatchedPair, Prompt, align, batch_of, match_all, padded
 from selfsim.interp.tracing import Patch, Tracer, get_tracer
-from selfsim.verdict.rule import INTERCHANGE_OBJECT, Evidence, bootstrap_ci, rate
+from selfsim.verdict.rule import INTERCHANGE_INPUT, INTERCHANGE_OBJECT, MAX_INPUT_CARRY, Evidence, bootstrap_ci, rate
 
 if TYPE_CHECKING:
     from selfsim.models import Subject
@@ -74,6 +79,15 @@ class NodeScore:
     kill_low: float
     kill_high: float
     n: int
+    carry: float = 0.0
+    carry_low: float = 0.0
+    carry_high: float = 0.0
+    carry_n: int = 0
+
+    @property
+    def carries_input(self) -> bool:
+        """Whether patching the node hands over P''s visible text (carry above MAX_INPUT_CARRY, or unmeasured)."""
+        return self.carry_n == 0 or self.carry > MAX_INPUT_CARRY
 
     @property
     def node(self) -> Node:
@@ -114,11 +128,12 @@ class Localisation:
 
     def summary(self) -> str:
         """One line: the node, its move / kill rates, and its lead over the runner-up."""
-        top = self.ranking[0]
+        top = next(s for s in self.ranking if s.node == self.node)
         lead = (f"; {self.sharpness[0]:+.2f} [{self.sharpness[1]:+.2f}, {self.sharpness[2]:+.2f}] over runner-up {self.runner_up}"
                 if self.runner_up else "")
         return (f"g localised at {self.node}: patching it from P' moves M(P) to M(P') at {top.move:.2f} "
-                f"[{top.move_low:.2f}, {top.move_high:.2f}], mean-ablating it changes M(P) at {top.kill:.2f}{lead} (n={top.n})")
+                f"[{top.move_low:.2f}, {top.move_high:.2f}], mean-ablating it changes M(P) at {top.kill:.2f}, the same patch hands the neutral prompt P''s text at "
+                f"{top.carry:.2f} (n={top.carry_n}){lead} (n={top.n})")
 
 
 @dataclass(frozen=True)
@@ -141,7 +156,7 @@ def items(subject: Subject, examples: Sequence[Example], *, seed: int = 0, max_i
     pairs = match_all(subject, examples)
     values = property_values(examples, greedy_answers(subject, pairs))
     tracer = tracer or get_tracer(subject, "hooks")
-    clean = first_token_ids(subject, tracer, pairs, [], batch_size=batch_size)
+    clean = first_token_ids(subject, tracer, [p.object for p in pairs], [], batch_size=batch_size)
     rng = random.Random(seed)
     by_prop: dict[str, list[int]] = defaultdict(list)
     for i, (e, v) in enumerate(zip(examples, values)):
@@ -163,11 +178,10 @@ def positions(pair: MatchedPair, donor: MatchedPair) -> list[tuple[int, int]]:
     return [*align(pair.object, donor.object), (pair.object.final, donor.object.final)]
 
 
-def first_token_ids(subject: Subject, tracer: Tracer, pairs: Sequence[MatchedPair], patches: Sequence[list[tuple[int, torch.Tensor]]],
+def first_token_ids(subject: Subject, tracer: Tracer, prompts: Sequence[Prompt], patches: Sequence[list[tuple[int, torch.Tensor]]],
                     *, site: str | None = None, batch_size: int = 64) -> list[int]:
-    """Greedy first answer token id of each object prompt; `patches[i]` = (position, vector) written over
-    `site`'s output in prompt i (none when `patches` is empty)."""
-    prompts = [p.object for p in pairs]
+    """Greedy first answer token id of each prompt; `patches[i]` = (position, vector) written over `site`'s
+    output in prompt i (none when `patches` is empty)."""
     out: list[int] = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
@@ -216,34 +230,51 @@ def localise(subject: Subject, examples: Sequence[Example], *, layers: Sequence[
     if len(its) < 2:
         raise SelfsimError(f"{subject.name}: only {len(its)} item(s) have a donor with another property value and "
                            f"answer; localisation needs varied object answers (got {len(pairs)} examples)")
+    from selfsim.interp.steering import neutral_prompt
+
+    neutral = [neutral_prompt(subject, p.example) for p in pairs]
+    neutral_clean = first_token_ids(subject, tracer, neutral, [], batch_size=batch_size)
+    telling = [it for it in its if neutral_clean[it.recipient] != neutral_clean[it.donor]]
     sites = [n.site(subject) for n in nodes]
     scores: list[NodeScore] = []
     moved: dict[Node, list[float]] = {}
+    carried: dict[Node, list[float]] = {}
+    sub = [pairs[it.recipient].object for it in its]
+    where = [positions(pairs[it.recipient], pairs[it.donor]) for it in its]
+    into_neutral = [[*align(neutral[it.recipient], pairs[it.donor].object), (neutral[it.recipient].final, pairs[it.donor].object.final)]
+                    for it in telling]
     for node, site in tqdm(list(zip(nodes, sites)), desc=f"localise g ({subject.name})", disable=not progress):
         acts = read_sites(subject, tracer, pairs, [site], batch_size=batch_size)[site]
-        where = [positions(pairs[it.recipient], pairs[it.donor]) for it in its]
         swap = [[(r, acts[it.donor][d]) for r, d in w] for it, w in zip(its, where)]
         copy_mean, final_mean = _means(acts, pairs, its)
         ablate = [[(r, final_mean if r == pairs[it.recipient].object.final else copy_mean) for r, _ in w]
                   for it, w in zip(its, where)]
-        sub = [pairs[it.recipient] for it in its]
         patched = first_token_ids(subject, tracer, sub, swap, site=site, batch_size=batch_size)
         ablated = first_token_ids(subject, tracer, sub, ablate, site=site, batch_size=batch_size)
+        carry_swap = [[(r, acts[it.donor][d]) for r, d in w] for it, w in zip(telling, into_neutral)]
+        neutral_patched = first_token_ids(subject, tracer, [neutral[it.recipient] for it in telling], carry_swap,
+                                          site=site, batch_size=batch_size)
         move = [float(p == it.target) for p, it in zip(patched, its)]
         kill = [float(a != it.clean) for a, it in zip(ablated, its)]
-        moved[node] = move
+        carry = [float(p == neutral_clean[it.donor]) for p, it in zip(neutral_patched, telling)]
+        moved[node], carried[node] = move, carry
         m, ml, mh = bootstrap_ci(move, seed=seed)
         k, kl, kh = bootstrap_ci(kill, seed=seed)
-        scores.append(NodeScore(node.layer, node.component, m, ml, mh, k, kl, kh, len(its)))
+        c, cl, ch = bootstrap_ci(carry, seed=seed) if carry else (0.0, 0.0, 0.0)
+        scores.append(NodeScore(node.layer, node.component, m, ml, mh, k, kl, kh, len(its), c, cl, ch, len(carry)))
     ranking = sorted(scores, key=lambda s: (-s.move, -s.kill, s.layer, s.component))
-    first = ranking[0]
+    eligible = [s for s in ranking if not s.carries_input]
+    first = (eligible or ranking)[0]
     top = first.node
-    runner = ranking[1].node if len(ranking) > 1 else None
+    others = [s for s in (eligible or ranking) if s.node != top]
+    runner = others[0].node if others else None
     sharp = (bootstrap_ci([a - b for a, b in zip(moved[top], moved[runner])], seed=seed) if runner
              else (first.move, first.move_low, first.move_high))
-    gate = tuple(_gate_rows(subject.name, [pairs[it.recipient].example.property for it in its], moved[top], seed))
-    return Localisation(subject.name, top, runner, sharp, tuple(ranking), gate, len(its), dropped,
-                        {"seed": seed, "examples": len(pairs)})
+    props = [pairs[it.recipient].example.property for it in its]
+    gate = _gate_rows(subject.name, props, moved[top], INTERCHANGE_OBJECT, seed)
+    gate += _gate_rows(subject.name, [pairs[it.recipient].example.property for it in telling], carried[top], INTERCHANGE_INPUT, seed)
+    return Localisation(subject.name, top, runner, sharp, tuple(ranking), tuple(gate), len(its), dropped,
+                        {"seed": seed, "examples": len(pairs), "carry_items": len(telling)})
 
 
 def _means(acts: Sequence[torch.Tensor], pairs: Sequence[MatchedPair], its: Sequence[Item]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -254,8 +285,8 @@ def _means(acts: Sequence[torch.Tensor], pairs: Sequence[MatchedPair], its: Sequ
     return copy, final
 
 
-def _gate_rows(model: str, props: Sequence[str], move: Sequence[float], seed: int) -> list[Evidence]:
+def _gate_rows(model: str, props: Sequence[str], scores: Sequence[float], experiment: str, seed: int) -> list[Evidence]:
     by: dict[str, list[float]] = defaultdict(list)
-    for p, m in zip(props, move):
+    for p, m in zip(props, scores):
         by[p].append(m)
-    return [rate(model, p, INTERCHANGE_OBJECT, by[p], seed=seed) for p in sorted(by)]
+    return [rate(model, p, experiment, by[p], seed=seed) for p in sorted(by)]

@@ -16,7 +16,9 @@ A site (or the edit) SUPPORTS when its rows over BOTH controls (untrained, trans
 ci_low > SUPPORT, REJECTS when a row over either control has ci_high < REJECT; it is OPEN otherwise,
 or when a control row is missing, a row rests on fewer than MIN_N items, or a validity gate fails:
 - interchange: `interchange_object` (patching g's node from P' moves the object answer to M(P'))
-  needs ci_low >= MIN_MOVE;
+  needs ci_low >= MIN_MOVE, and `interchange_input` (the same patch into the neutral prompt hands it
+  P''s visible text: the node carries the input, upstream of g) needs effect <= MAX_INPUT_CARRY
+  (amendment of 02:40 UTC, docs/verdict.md "Amendment 1");
 - edit: `edit_object` (the edit moves the object answer to the new one) ci_low >= MIN_MOVE;
   `edit_retained` (unedited object accuracy over baseline) >= MIN_RETAINED; `edit_drift`
   (hypothetical accuracy on unedited items, edited minus before) |effect| <= MAX_DRIFT.
@@ -42,6 +44,7 @@ from selfsim.errors import SelfsimError
 SUPPORT = 0.20
 REJECT = 0.10
 MIN_MOVE = 0.60
+MAX_INPUT_CARRY = 0.30
 MIN_RETAINED = 0.90
 MAX_DRIFT = 0.10
 MIN_N = 20
@@ -58,6 +61,7 @@ CONTROLS = (UNTRAINED, TRANSPLANT)
 # Decisive experiments and their gates.
 INTERCHANGE = "interchange"
 INTERCHANGE_OBJECT = "interchange_object"
+INTERCHANGE_INPUT = "interchange_input"
 INTERCHANGE_COPY = "interchange_copy"
 INTERCHANGE_FINAL = "interchange_final"
 INTERCHANGE_SITES = (INTERCHANGE_COPY, INTERCHANGE_FINAL)
@@ -234,7 +238,8 @@ def _gate(by: dict[tuple[str, str], Evidence], experiment: str, ok: Callable[[Ev
 
 
 def _interchange(by: dict[tuple[str, str], Evidence]) -> tuple[str, str]:
-    failed = _gate(by, INTERCHANGE_OBJECT, lambda r: r.ci_low >= MIN_MOVE, f"ci_low >= {MIN_MOVE}")
+    failed = (_gate(by, INTERCHANGE_OBJECT, lambda r: r.ci_low >= MIN_MOVE, f"ci_low >= {MIN_MOVE}")
+              or _gate(by, INTERCHANGE_INPUT, lambda r: r.effect <= MAX_INPUT_CARRY, f"<= {MAX_INPUT_CARRY} (else the node carries P's text)"))
     if failed:
         return "open", failed
     sites = {s: _site(by, s) for s in INTERCHANGE_SITES if any(k[0] == s for k in by)}

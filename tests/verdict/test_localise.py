@@ -12,7 +12,7 @@ from selfsim.errors import SelfsimError
 from selfsim.interp.pairs import match_all
 from selfsim.models import load_subject
 from selfsim.tasks.generate import generate
-from selfsim.verdict import INTERCHANGE_OBJECT, NONE
+from selfsim.verdict import INTERCHANGE_INPUT, INTERCHANGE_OBJECT, NONE
 from selfsim.verdict.localise import Localisation, Node, items, localise, positions
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "interp"))
@@ -37,11 +37,14 @@ def examples():
 def test_the_planted_component_is_found_and_a_dead_one_never_moves(planted, examples):
     loc = localise(planted, examples, progress=False)
     assert loc.node == Node(1, "mlp")
-    top = loc.ranking[0]
+    top = next(s for s in loc.ranking if s.node == loc.node)
     assert top.move_low > 0.4 and loc.sharpness[1] > 0
     dead = next(s for s in loc.ranking if s.node == Node(0, "mlp"))
     assert dead.move == dead.kill == 0.0
-    assert [(g.experiment, g.control, g.effect) for g in loc.gate] == [(INTERCHANGE_OBJECT, NONE, top.move)]
+    assert not top.carries_input and top.carry_n > 0
+    assert all(s.carries_input for s in loc.ranking if (s.move, s.kill) > (top.move, top.kill))
+    assert [(g.experiment, g.control, g.effect) for g in loc.gate] == [(INTERCHANGE_OBJECT, NONE, top.move),
+                                                                        (INTERCHANGE_INPUT, NONE, top.carry)]
     assert Localisation.from_dict(loc.to_dict()) == loc
     assert localise(planted, examples, progress=False) == loc  # seeded: same items, same donors, same numbers
 
@@ -65,7 +68,8 @@ def test_patching_a_node_with_its_own_clean_output_moves_nothing(planted, exampl
     site = Node(1, "mlp").site(planted)
     acts = read_sites(planted, tracer, pairs, [site])[site]
     same = [[(q, acts[i][q]) for q in range(p.object.length)] for i, p in enumerate(pairs)]
-    assert first_token_ids(planted, tracer, pairs, same, site=site, batch_size=3) == first_token_ids(planted, tracer, pairs, [])
+    prompts = [p.object for p in pairs]
+    assert first_token_ids(planted, tracer, prompts, same, site=site, batch_size=3) == first_token_ids(planted, tracer, prompts, [])
 
 
 def test_bad_input_is_one_line(planted, examples):
