@@ -92,7 +92,10 @@ def run(args: argparse.Namespace) -> int:
     options = model_options(args)
     subject = load_subject(args.model, adapter=args.adapter, **options)
     untrained = load_subject(args.untrained or args.model, **options)
-    result = run_verdict(subject, examples, args.out, untrained=untrained, config=config, node=node,
+    from pathlib import Path
+
+    label = f"{subject.name}+{Path(args.adapter).name}" if args.adapter else subject.name
+    result = run_verdict(subject, examples, args.out, untrained=untrained, config=config, node=node, label=label,
                          progress=not args.no_progress)
     print(result.localisation.summary())
     for v in result.verdicts:
