@@ -38,8 +38,9 @@ lint: $(STAMP)
 toy: $(STAMP)
 	$(BIN)/selfsim toy build
 
+# Every benchmark in a quick setting (minutes), then one table of ratios; BENCHMARKS.md names each full command.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/run_all.py
 
 clean-env:
 	rm -rf $(VENV)

@@ -3,7 +3,7 @@
 Parts (`--parts`, default all, in this order):
 - collect: `selfsim.behavior.collect` (batch `--batch-size`) vs HF `generate(do_sample=False)` one prompt at
   a time on `--n` paper-dialect object prompts (bench_collect's functions); the greedy outputs must be equal.
-- patch: bench_patching's batched sweep vs one patch per forward (nnsight, layers `--layers`, `--pairs`
+- patch: bench_patching's batched sweep vs one patch per forward (hooks, layers `--layers`, `--pairs`
   english_words_long first_word pairs), then the hook overhead of hooks / nnsight / tlens vs a plain forward.
 - train: `selfsim.finetune.train` (LoRA r=32, alpha 64, all projections) for `--train-steps` steps of
   `--train-batch` hypothetical prompts, tokens/s against a no-grad forward over the same batches (a fresh
@@ -72,7 +72,7 @@ def bench_patch_part(subject, pairs: int, layers: tuple[int, ...], repeats: int,
 
     examples = generate("english_words_long", "first_word", n=pairs, seed=0, dialect="paper")
     sync = lambda: None  # noqa: E731
-    sweep = bench_patching.sweep_and_attribution(subject, examples, "nnsight", repeats, sync, layers)
+    sweep = bench_patching.sweep_and_attribution(subject, examples, "hooks", repeats, sync, layers)
     overhead = bench_patching.hook_overhead(subject, examples, ["hooks", "nnsight", "tlens"], overhead_repeats, sync)
     return {"sweep": sweep, "overhead": overhead}
 
