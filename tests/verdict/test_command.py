@@ -46,3 +46,30 @@ def test_bad_input_is_one_line_before_loading(capsys, tmp_path, examples_file, m
     args = [str(examples_file) if a == "EX" else a for a in args]
     code, err = run_cli(capsys, "verdict", *args, "--out", tmp_path / "out")
     assert code == 2 and len(err) == 1 and message in err[0], err
+
+
+@pytest.mark.slow
+def test_verdict_end_to_end_writes_one_row_per_property_and_resumes(capsys, tmp_path, examples_file):
+    """Two random tiny toy Llamas (model and control): the chain runs, writes its tables, a rerun reads its cache."""
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "interp"))
+    from toy_tiny import save_toy_tiny
+
+    save_examples(examples_file, generate("animals_long", "first_character", n=24, seed=0, dialect="toy"))
+    model, control = save_toy_tiny(tmp_path / "m", seed=1, layers=2), save_toy_tiny(tmp_path / "u", seed=2, layers=2)
+    args = ["verdict", "--model", model, "--untrained", control, "--examples", examples_file, "--no-edit",
+            "--out", tmp_path / "out", "--no-progress"]
+    code, err = run_cli(capsys, *args)
+    assert code == 0, err
+    table = pd.read_parquet(tmp_path / "out" / "verdict.parquet")
+    assert list(table["property"]) == ["first_character"]
+    assert table.loc[0, "verdict"] in ("supported", "not supported", "inconclusive")
+    assert {"interchange_copy/untrained.effect", "interchange_final/transplant.ci_high",
+            "interchange_object/none.effect", "interchange_input/none.effect"} <= set(table.columns)
+    first = (tmp_path / "out" / "verdict.json").read_text()
+    assert run_cli(capsys, *args)[0] == 0
+    assert (tmp_path / "out" / "verdict.json").read_text() == first
