@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Self-prediction finetuning and self-simulation tests on Llama-architecture models.",
     )
     parser.add_argument("--version", action="version", version=f"selfsim {__version__}")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first (it registers properties, experiments, ...); repeatable")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     import selfsim.commands as commands
 
@@ -35,22 +37,45 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run a command; a SelfsimError becomes one line on stderr and exit code 2."""
+    """Entry point: run a command; every failure is one line on stderr.
+
+    A SelfsimError or a file-system error (a full disk, a permission, a symlink loop) exits 2; Ctrl-C
+    exits 130 (`selfsim.interrupt`). What a failed command's output claim created and left empty is removed.
+    """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
-    try:
-        return int(args.func(args) or 0)
-    except SelfsimError as exc:
-        one_line = " ".join(str(exc).splitlines())  # a quoted bad value may hold U+2028 and other line breaks
-        print(f"selfsim {args.command}: error: {one_line}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"selfsim {args.command}: interrupted; finished work is on disk, rerun to resume", file=sys.stderr)
-        return 130
+    from selfsim import guard, interrupt
+
+    def fail(message: str, code: int) -> int:
+        guard.release()
+        one_line = " ".join(message.splitlines())  # a quoted bad value may hold U+2028 and other line breaks
+        print(f"selfsim {args.command}: {one_line}", file=sys.stderr, flush=True)
+        return code
+
+    with interrupt.handled() as state:
+        try:
+            if args.plugin:
+                from selfsim.results import load_plugins
+
+                load_plugins(args.plugin)
+            code = int(args.func(args) or 0)
+        except SelfsimError as exc:
+            return fail(f"error: {exc}", 2)
+        except KeyboardInterrupt:
+            return fail(interrupt.MESSAGE, 130)
+        except Exception as exc:  # noqa: BLE001 - only file-system errors become one line; anything else re-raises
+            line = guard.os_error_line_of(exc)
+            if line is None:
+                raise
+            return fail(f"error: {line}", 2)
+        if state.interrupted:  # a Ctrl-C that some library swallowed still stops the command
+            return fail(interrupt.MESSAGE, 130)
+    guard.forget()
+    return code
 
 
 if __name__ == "__main__":

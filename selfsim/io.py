@@ -8,11 +8,13 @@ older than this process).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import tempfile
 import time
@@ -22,28 +24,45 @@ from pathlib import Path
 from typing import IO, Any
 
 from selfsim.errors import SelfsimError
+from selfsim.guard import MARKER
 
 _HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
 _STARTED = time.time()
 _TMP = re.compile(r"^\..+\.(?P<pid>\d+)-(?P<host>[0-9a-f]{6})\.[a-z0-9_]{8}\.tmp$")
 _LEGACY_TMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 FAULT_ENV = "SELFSIM_FAULT"
+MAX_LINE_BYTES = 2**20  # one JSONL row; a prompt this long (~250k tokens) fits no model's context
 
 
 _FAULT_HITS: dict[str, int] = {}
 
 
-def fault_point(name: str) -> None:
-    """Exit at once with status 137, as a SIGKILL would, when SELFSIM_FAULT names this point (tests of kill windows).
+def fault_point(name: str, path: str | Path | None = None) -> None:
+    """Fail here when SELFSIM_FAULT names this point (tests of kill, full-disk and Ctrl-C windows).
 
-    `SELFSIM_FAULT=name@N` exits the N-th time the point is reached (default: the first).
+    `SELFSIM_FAULT=name[@N][:action]` acts the N-th time the point is reached (default: the first).
+    Actions: `kill` (default) exits at once with status 137, as a SIGKILL would; `enospc` raises
+    OSError(ENOSPC) for `path`, as a full disk would; `interrupt` sends this process a SIGINT (Ctrl-C).
+    The point `write` is reached before every write of this module (atomic files and folders, appends).
     """
     wanted = os.environ.get(FAULT_ENV)
-    if not wanted or wanted.partition("@")[0] != name:
+    if not wanted:
+        return
+    spec, _, action = wanted.partition(":")
+    point, _, nth = spec.partition("@")
+    if point != name:
         return
     _FAULT_HITS[name] = _FAULT_HITS.get(name, 0) + 1
-    if _FAULT_HITS[name] == int(wanted.partition("@")[2] or 1):
+    if _FAULT_HITS[name] != int(nth or 1):
+        return
+    if action in ("", "kill"):
         os._exit(137)
+    if action == "enospc":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), None if path is None else str(path))
+    if action == "interrupt":
+        signal.raise_signal(signal.SIGINT)
+        return
+    raise SelfsimError(f"{FAULT_ENV}={wanted}: unknown action {action!r}; use kill, enospc or interrupt")
 
 
 def temp_prefix(path: Path) -> str:
@@ -125,6 +144,7 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as fh:
             yield fh
+            fault_point("write", path)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -141,6 +161,10 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp"))
     try:
         yield tmp
+        fault_point("write", path)
+        marker = path / MARKER
+        if marker.is_file() and not (tmp / MARKER).exists():  # the output claim's marker stays with the directory
+            shutil.copy2(marker, tmp / MARKER)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
@@ -179,29 +203,53 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
 
 
 def append_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
-    """Append rows in one write + fsync; a reader skips a torn last line (see `read_jsonl`)."""
+    """Append rows in one write + fsync; a failed write (a full disk) is cut back to the last whole row.
+
+    A kill can still leave a torn last line, which a reader skips (see `read_jsonl`).
+    """
     data = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
     if not data:
         return 0
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    raw = data.encode("utf-8")
+    with open(path, "ab", buffering=0) as fh:
+        start = os.lseek(fh.fileno(), 0, os.SEEK_END)
+        try:
+            fault_point("write", path)
+            view = memoryview(raw)
+            while view:
+                view = view[os.write(fh.fileno(), view):]
+            os.fsync(fh.fileno())
+        except BaseException:
+            os.ftruncate(fh.fileno(), start)
+            raise
     return data.count("\n")
 
 
-def iter_jsonl(path: str | Path, *, skip_bad: bool = False, tolerate_torn_tail: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_jsonl(
+    path: str | Path, *, skip_bad: bool = False, tolerate_torn_tail: bool = False, max_line_bytes: int = MAX_LINE_BYTES
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) from a JSONL file; a malformed line raises with file:line.
 
-    `tolerate_torn_tail` ignores an unterminated last line (an append cut short by a kill).
+    `tolerate_torn_tail` ignores an unterminated last line (an append cut short by a kill). A line
+    longer than `max_line_bytes` is refused (skipped with `skip_bad`) without being read into memory.
     """
     path = Path(path)
     if not path.is_file():
         raise SelfsimError(f"{path}: no such file")
     with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
+        lineno = 0
+        while raw := fh.readline(max_line_bytes + 1):
+            lineno += 1
+            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+                size = len(raw) + _skip_line(fh)
+                if skip_bad:
+                    continue
+                raise SelfsimError(
+                    f"{path}:{lineno}: line of {size / 2**20:.1f} MiB, over the {max_line_bytes / 2**20:g} MiB a row may hold "
+                    "(no prompt that long fits a model's context); shorten or remove it"
+                )
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -222,6 +270,16 @@ def iter_jsonl(path: str | Path, *, skip_bad: bool = False, tolerate_torn_tail: 
                 reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
                 raise SelfsimError(f"{path}:{lineno}: malformed JSONL line ({reason})") from None
             yield lineno, obj
+
+
+def _skip_line(fh: IO[bytes]) -> int:
+    """Read past the rest of the current line in 1 MiB pieces; the bytes skipped."""
+    skipped = 0
+    while chunk := fh.readline(2**20):
+        skipped += len(chunk)
+        if chunk.endswith(b"\n"):
+            break
+    return skipped
 
 
 def read_jsonl(path: str | Path, **kwargs: Any) -> list[dict[str, Any]]:

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if not components:
         raise SelfsimError("--components is empty; give resid, attn and/or mlp")
     layers = parse_layers(args.layers)
-    check_out(args.out)
+    check_out(args.out, reads=[args.examples, args.adapter])
     examples, _ = examples_from_args(args)
     check_prompts_early(args, examples)
     subject = subject_from_args(args)

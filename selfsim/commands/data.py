@@ -6,8 +6,10 @@ import argparse
 
 from selfsim.commands._common import check_out
 from selfsim.errors import SelfsimError
+from selfsim.guard import jsonl_with
 
 MAX_N = 1_000_000
+EXAMPLES_FILE = jsonl_with("task", "property", "object_messages", "hypothetical_messages")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +41,7 @@ def run_import(args: argparse.Namespace) -> int:
     from selfsim.examples import save_examples
     from selfsim.tasks.paper import ImportReport, import_paper_jsonl
 
-    check_out(args.out, kind="file")
+    check_out(args.out, kind="file", reads=args.files, looks_like=EXAMPLES_FILE, what="an examples file")
     report = ImportReport()
     total = save_examples(args.out, import_paper_jsonl(args.files, skip_bad=args.skip_bad, report=report))
     for path, counts in report.files.items():
@@ -56,7 +58,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
     if not 1 <= args.n <= MAX_N:
         raise SelfsimError(f"--n must be between 1 and {MAX_N:,} object prompts, got {args.n:,}")
-    check_out(args.out, kind="file")
+    check_out(args.out, kind="file", looks_like=EXAMPLES_FILE, what="an examples file")
     examples = generate(args.task, args.properties, n=args.n, seed=args.seed, dialect=args.dialect)
     total = save_examples(args.out, examples)
     print(f"{total} examples ({args.n} prompts of {args.task}, {args.dialect} dialect, seed {args.seed}) -> {args.out}")

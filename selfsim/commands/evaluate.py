@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from selfsim.commands._common import check_out
+from selfsim.guard import json_with
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from selfsim.io import write_json
 
     if args.out:
-        check_out(args.out, kind="file")
+        check_out(args.out, kind="file", reads=[args.predictions, args.behavior],
+                  looks_like=json_with("accuracy", "mode_baseline"), what="an evaluate table")
     predictions = BehaviorTable.load(args.predictions).long()
     behavior = BehaviorTable.load(args.behavior).long()
     behavior = behavior.loc[behavior["object_id"].isin(predictions["object_id"])]

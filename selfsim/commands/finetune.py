@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from selfsim.finetune.trainer import is_finished
 
     config = config_from_args(args)
-    check_out(args.out)
+    check_out(args.out, reads=[args.model, args.adapter, args.examples, args.labels, args.config])
     is_finished(args.out, resume=args.resume)
     examples = load_examples(args.examples)
     labels = load_labels(args.labels)

@@ -38,7 +38,7 @@ def run_build(args: argparse.Namespace) -> int:
 
     from selfsim.errors import SelfsimError
     from selfsim.toy.pretrain import pretrain_many
-    from selfsim.toy.registry import EMBEDDED, config_for, default_path
+    from selfsim.toy.registry import EMBEDDED, config_for, default_path, is_built
 
     if args.steps is not None and args.steps < 1:
         raise SelfsimError(f"--steps must be positive, got {args.steps}")
@@ -48,6 +48,9 @@ def run_build(args: argparse.Namespace) -> int:
     if args.steps is not None:
         configs = [replace(config, steps=args.steps) for config in configs]
     outs = [args.out.expanduser() / c.name if args.out else default_path(c.name) for c in configs]
+    for out in outs:
+        if out.exists() and not (out.is_dir() and (is_built(out) or not any(out.iterdir()))):
+            raise SelfsimError(f"{out} exists and is not a toy model selfsim built; it would be replaced: move it or give another --out")
     start = time.perf_counter()
     workers = args.jobs or min(len(configs), os.cpu_count() or 1)
     paths = pretrain_many(list(zip(configs, outs)), workers=workers)
