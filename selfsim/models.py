@@ -14,6 +14,7 @@ import json
 import os
 import pickle
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard, cast
@@ -414,6 +415,7 @@ def load_subject(
             _check_device_map_modules(device_map, skeleton, path)
         if adapter_path is not None:
             _check_adapter_fits(adapter_path, skeleton, path)
+            _check_adapter_base(adapter_path, weights, str(spec))
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -565,6 +567,24 @@ def _check_adapter_fits(adapter: Path, model: nn.Module, path: Path) -> None:
         return
     with open(tensors, "rb") as fh:
         header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+    sites = set()
+    for key in header:
+        match = re.match(r"^(?:base_model\.model\.)?(.+)\.lora_(?:embedding_)?[AB](?:\.[^.]+)?(?:\.weight)?$", key)
+        if match:
+            sites.add(match[1])
+    stray = sorted(sites - set(hits))
+    if stray:
+        raise SelfsimError(
+            f"adapter {adapter} holds weights for {stray[0]} ({len(stray)} module(s) in all), which its target_modules "
+            f"{targets!r} do not name: peft would drop them and apply the adapter as nothing; fix target_modules in adapter_config.json"
+        )
+    narrowed = config.get("layers_to_transform") is not None or config.get("exclude_modules")
+    empty = sorted(set(hits) - sites) if not narrowed else []
+    if empty:
+        raise SelfsimError(
+            f"adapter {adapter} targets {empty[0]} ({len(empty)} module(s) in all) but holds no weights for it: "
+            "peft would apply fresh zero LoRA there; its target_modules and its weights disagree"
+        )
     for key, entry in header.items():
         match = re.match(r"^(?:base_model\.model\.)?(.+)\.(lora_[AB])(?:\.[^.]+)?\.weight$", key)
         if key == "__metadata__" or not match:
@@ -581,3 +601,28 @@ def _check_adapter_fits(adapter: Path, model: nn.Module, path: Path) -> None:
                 f"adapter {adapter} does not fit {path.name}: {site}.{which} has shape {shape}, "
                 f"but the base module has {dims[0]} inputs and {dims[1]} outputs (an adapter trained on another model?)"
             )
+
+ADAPTER_RECORD = "finetune.json"  # written beside every adapter selfsim trains (selfsim.finetune), with base_fingerprint
+
+
+def _check_adapter_base(adapter: Path, weights: list[Path], spec: str) -> None:
+    """Refuse an adapter selfsim trained on another base model (its recorded fingerprint differs from this base's);
+    an adapter without the record (not trained by selfsim) loads with one warning line."""
+    record_file = adapter / ADAPTER_RECORD
+    record = _read_json_object(record_file, "(selfsim's finetune record)") if record_file.is_file() else {}
+    recorded = record.get("base_fingerprint")
+    if not isinstance(recorded, str) or not recorded:
+        print(
+            f"selfsim: warning: adapter {adapter} records no base-model fingerprint (not trained by selfsim); "
+            f"cannot check that it was trained on {spec}",
+            file=sys.stderr,
+        )
+        return
+    if record.get("start_adapter"):
+        return  # trained on base + another adapter: the record's fingerprint covers both
+    actual = fingerprint_files(weights)
+    if actual != recorded:
+        raise SelfsimError(
+            f"adapter {adapter} was trained on another base model ({record.get('base_model', '?')}, weights fingerprint "
+            f"{recorded}), not on {spec} (fingerprint {actual}); load it onto the model it was trained on"
+        )

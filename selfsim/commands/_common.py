@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,22 +49,15 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def check_out(path: str | Path, *, kind: str = "dir", flag: str = "--out") -> Path:
-    """Raise unless `path` can be written as a directory (kind "dir") or a file (kind "file"); create nothing."""
-    path = Path(path).expanduser()
-    if path.exists():
-        if kind == "dir" and not path.is_dir():
-            raise SelfsimError(f"{flag} {path} is an existing file; give a directory (new or existing)")
-        if kind == "file" and path.is_dir():
-            raise SelfsimError(f"{flag} {path} is a directory; give a file path")
-    parent = path if kind == "dir" and path.is_dir() else path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise SelfsimError(f"{flag} {path} cannot be created: {parent} is a file, not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise SelfsimError(f"{flag} {path} cannot be written: no write permission in {parent}")
-    return path
+def check_out(path: str | Path, *, kind: str = "dir", flag: str = "--out", reads: Iterable[Any] = (), **file_checks: Any) -> Path:
+    """Claim `path` as this command's output directory (kind "dir", created with selfsim's marker) or file
+    (kind "file", nothing created) through the write guard (`selfsim.guard`); raise on any clash."""
+    from selfsim import guard
+
+    reads = [r for r in reads if r]
+    if kind == "file":
+        return guard.claim_file(path, flag=flag, reads=reads, **file_checks)
+    return guard.claim_dir(path, flag=flag, reads=reads)
 
 
 def parse_device_map(value: str | None) -> object:
@@ -108,7 +101,7 @@ def generation_inputs(args: argparse.Namespace) -> tuple[list[Example], dict[str
     if not math.isfinite(args.temperature) or args.temperature < 0:
         raise SelfsimError(f"--temperature must be a finite number >= 0, got {args.temperature}")
     GenerationConfig(args.samples, args.temperature, args.max_new_tokens, args.seed, args.batch_size).check()
-    check_out(args.out)
+    check_out(args.out, reads=[args.examples, args.adapter])
     examples = load_examples(args.examples)
     behavior.check_examples(examples)
     behavior.check_cache(args.out)

@@ -77,7 +77,9 @@ def run_derive(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from selfsim import zoo, zoo_pair
+    from selfsim.commands._common import check_out
     from selfsim.errors import SelfsimError
+    from selfsim.guard import json_with
     from selfsim.io import write_json
 
     config = zoo_pair.DeriveConfig(
@@ -90,6 +92,10 @@ def run_derive(args: argparse.Namespace) -> int:
         raise SelfsimError(f"--measure-tasks must be among {', '.join(zoo_pair.SEQUENCE_TASKS)}; got {', '.join(bad)}")
     if args.measure < 0:
         raise SelfsimError(f"--measure must be >= 0, got {args.measure}")
+    if args.out:
+        check_out(args.out, reads=[args.base])
+    if args.json:
+        check_out(args.json, kind="file", flag="--json", reads=[args.base], looks_like=json_with("base", "m2"), what="a derive report")
     out = Path(args.out) if args.out else zoo.derived_dir(args.base, f"m2-{args.rule}-seed{args.seed}")
     start = time.perf_counter()
 
