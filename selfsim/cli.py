@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from selfsim import guard, interrupt
 
+    guard.command = args.command
+
     def fail(message: str, code: int) -> int:
         guard.release()
         one_line = " ".join(message.splitlines())  # a quoted bad value may hold U+2028 and other line breaks

@@ -5,7 +5,8 @@ A directory a command writes is marked with `MARKER` when claimed (the marker ma
 resume); a directory is refused when it is, or lies inside, a model or adapter directory that selfsim
 did not make there, lies inside selfsim's model stores (the embedded checkpoints, the fetched-model and
 toy caches, the Hugging Face hub cache), is one of the command's inputs, or already holds files without
-the marker. A file is refused inside those same places, when it is an input, when it has a model file's
+the marker. A file is refused inside those same places (and inside any model or adapter directory),
+when it is an input, when it has a model file's
 name, or when it exists and is not the kind of file the command writes. Directories and markers a
 claim created are removed again by `release` when the command fails before writing anything else.
 """
@@ -28,6 +29,7 @@ _ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_m
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".ckpt")
 
 _created: list[Path] = []  # directories and markers this process's claims created, newest last
+command: str | None = None  # the running CLI command (set by selfsim.cli); a marked directory belongs to one command
 
 
 def stores() -> dict[Path, str]:
@@ -80,7 +82,7 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def _check_common(path: Path, shown: str | Path, flag: str, reads: Iterable[str | Path]) -> None:
+def _check_common(path: Path, shown: str | Path, flag: str, reads: Iterable[str | Path], *, file: bool = False) -> None:
     for root, what in stores().items():
         if _inside(path, root):
             raise SelfsimError(f"{flag} {shown} is inside {what} ({root}); selfsim writes no output there: give a path outside it")
@@ -92,10 +94,11 @@ def _check_common(path: Path, shown: str | Path, flag: str, reads: Iterable[str 
             raise SelfsimError(f"{flag} {shown} is also an input of this command ({read}); give a new output path")
     for parent in _existing_ancestors(path.parent):
         kind = dir_kind(parent)
-        if kind and not is_marked(parent):
+        if kind and (file or not is_marked(parent)):
+            made = "" if file else " it did not make"
             raise SelfsimError(
-                f"{flag} {shown} is inside the {kind} directory {parent}; selfsim never writes into a model or adapter "
-                "it did not make: give a path outside it"
+                f"{flag} {shown} is inside the {kind} directory {parent}; selfsim never writes into a model or adapter"
+                f"{made}: give a path outside it"
             )
 
 
@@ -112,14 +115,17 @@ def _check_parent_writable(path: Path, shown: str | Path, flag: str) -> None:
 def claim_dir(path: str | Path, *, flag: str = "--out", reads: Iterable[str | Path] = ()) -> Path:
     """Check that an output directory may be written, then create it with the marker; return it (as given).
 
-    Refused (one line): see the module docstring. A directory holding the marker is accepted (a rerun
-    resumes into it).
+    Refused (one line): see the module docstring. A directory holding the marker of this same command is
+    accepted (a rerun resumes into it); one marked by another command is refused.
     """
     shown = Path(path).expanduser()
     real = _resolve(path, flag)
     if real.exists() and not real.is_dir():
         raise SelfsimError(f"{flag} {shown} is an existing file; give a directory (new or existing)")
     _check_common(real, shown, flag, reads)
+    owner = _owner(real)
+    if owner and command and owner != command:
+        raise SelfsimError(f"{flag} {shown} holds the output of `selfsim {owner}`; a command never writes into another's: give a new directory")
     if real.is_dir() and not is_marked(real):
         kind = dir_kind(real)
         if kind:
@@ -156,7 +162,7 @@ def claim_file(
     real = _resolve(path, flag)
     if real.is_dir():
         raise SelfsimError(f"{flag} {shown} is a directory; give a file path")
-    _check_common(real, shown, flag, reads)
+    _check_common(real, shown, flag, reads, file=True)
     if real.exists() and real.stat().st_size > 0:
         if real.name in _MODEL_FILES + _ADAPTER_FILES or real.name.endswith(_WEIGHT_SUFFIXES):
             raise SelfsimError(f"{flag} {shown} is a model or adapter file; selfsim never overwrites one: give a new path")
@@ -185,6 +191,16 @@ def forget() -> None:
     _created.clear()
 
 
+def _owner(path: Path) -> str | None:
+    """The command whose output claim marked `path` (None: not marked, or marked by a library call)."""
+    try:
+        record = json.loads((path / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    owner = record.get("command") if isinstance(record, dict) else None
+    return owner if isinstance(owner, str) else None
+
+
 def _listdir(path: Path, shown: Path, flag: str) -> list[Path]:
     try:
         return list(path.iterdir())
@@ -205,7 +221,7 @@ def _mark(real: Path, shown: Path, flag: str) -> None:
         _created.extend(reversed(missing))
         marker = real / MARKER
         if not marker.exists():
-            marker.write_text(json.dumps({"made_by": "selfsim", "version": __version__}, sort_keys=True) + "\n", encoding="utf-8")
+            marker.write_text(json.dumps({"command": command, "made_by": "selfsim", "version": __version__}, sort_keys=True) + "\n", encoding="utf-8")
             _created.append(marker)
     except OSError as exc:
         raise SelfsimError(f"{flag} {shown} cannot be created: {describe_os_error(exc)}") from None
