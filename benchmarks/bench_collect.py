@@ -53,7 +53,8 @@ def toy_examples(n: int, dialect: str = "toy"):
 
 def one_at_a_time(subject, examples) -> list[str]:
     """The baseline: HF generate on each prompt alone, decoded as collect decodes."""
-    from selfsim.generation import encode_prompt, token_budget
+    from selfsim.generation import encode_prompt
+    from selfsim.tasks import token_budget
 
     tok = subject.tokenizer
     out = []

@@ -34,8 +34,9 @@ import pandas as pd
 
 from selfsim.errors import SelfsimError
 from selfsim.examples import Example, Messages, prompt_id
-from selfsim.generation import GREEDY, GenerationConfig, Request, encode_prompt, generate_batch, token_budget
+from selfsim.generation import GREEDY, GenerationConfig, Request, encode_prompt, generate_batch
 from selfsim.io import append_jsonl, atomic_open, clean_orphans, iter_jsonl, write_jsonl
+from selfsim.tasks import token_budget
 
 if TYPE_CHECKING:
     from selfsim.models import Subject
@@ -90,11 +91,8 @@ def collect(
 ) -> pd.DataFrame:
     """Object-level behaviour, one row per (object prompt, sample); writes out_dir/behavior.jsonl."""
     config = GenerationConfig(samples, temperature, max_new_tokens, seed, batch_size).check()
-    examples = check_examples(examples)
+    examples, prompts, results = _generate(subject, examples, Path(out_dir), config, meta=False, progress=progress)
     props = _properties(examples)
-    prompts = _prompts(examples, lambda e: e.object_messages, lambda e: token_budget(e.task, e.dialect, max_new_tokens))
-    _clean_orphans(Path(out_dir))
-    results = _generate_cached(subject, prompts, config, Path(out_dir) / CACHE_DIR, progress, "collect")
     rows = []
     for prompt in prompts:
         asked = {e.property: e for e in prompt.examples}
@@ -127,13 +125,8 @@ def predict(
 ) -> pd.DataFrame:
     """Answers to the hypothetical prompts, one row per (example, sample); writes out_dir/predictions.jsonl."""
     config = GenerationConfig(samples, temperature, max_new_tokens, seed, batch_size).check()
-    examples = check_examples(examples)
+    examples, _, results = _generate(subject, examples, Path(out_dir), config, meta=True, progress=progress)
     props = _properties(examples)
-    prompts = _prompts(
-        examples, lambda e: e.hypothetical_messages, lambda e: token_budget(e.task, e.dialect, max_new_tokens, meta=True)
-    )
-    _clean_orphans(Path(out_dir))
-    results = _generate_cached(subject, prompts, config, Path(out_dir) / CACHE_DIR, progress, "predict")
     rows = []
     for example in examples:
         key = prompt_id(example.hypothetical_messages)
@@ -151,6 +144,18 @@ def predict(
                 "compliant": compliant,
             })
     return _write_table(Path(out_dir) / PREDICTIONS_FILE, rows, PREDICTION_COLUMNS)
+
+
+def _generate(subject: Subject, examples: Iterable[Example], out_dir: Path, config: GenerationConfig, *, meta: bool,
+              progress: bool) -> tuple[list[Example], list[_Prompt], dict[tuple[str, int], dict[str, Any]]]:
+    """The one generation path of `collect` (object prompts) and `predict` (`meta`: hypothetical prompts): check the
+    examples, group them by distinct prompt with its answer budget, then generate through the resumable cache."""
+    examples = check_examples(examples)
+    prompts = _prompts(examples, (lambda e: e.hypothetical_messages) if meta else (lambda e: e.object_messages),
+                       lambda e: token_budget(e.task, e.dialect, config.max_new_tokens, meta=meta))
+    _clean_orphans(out_dir)
+    results = _generate_cached(subject, prompts, config, out_dir / CACHE_DIR, progress, "predict" if meta else "collect")
+    return examples, prompts, results
 
 
 Labels = dict[str, dict[str, str | None]]

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from selfsim.batching import left_pad
+from selfsim.budget import DEFAULT_MAX_NEW_TOKENS
 from selfsim.errors import SelfsimError
-from selfsim.tasks.registry import DEFAULT_MAX_NEW_TOKENS, META_MAX_NEW_TOKENS, TOY_MAX_NEW_TOKENS, answer_budget  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     import torch
@@ -58,11 +58,6 @@ class GenerationConfig:
         if self.batch_size < 1:
             raise SelfsimError(f"batch_size must be >= 1, got {self.batch_size}")
         return self
-
-
-def token_budget(task: str, dialect: str, override: int | None = None, *, meta: bool = False) -> int:
-    """max_new_tokens for a prompt: the override, else the task's own budget (`selfsim.tasks.answer_budget`)."""
-    return override if override is not None else answer_budget(task, dialect, meta=meta)
 
 
 def sample_seed(seed: int, key: str, sample: int) -> int:

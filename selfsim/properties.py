@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from selfsim.errors import SelfsimError
+from selfsim.registry import Registry
 
 Shape = Literal["character", "word", "boolean", "parity", "text"]
 Answer = Literal["sequence", "choice", "stance", "number"]
@@ -156,6 +157,9 @@ class Property:
     shape: Shape = field(kw_only=True)
     answers: tuple[Answer, ...] = field(default=(), kw_only=True)
     options: bool = field(default=False, kw_only=True)
+    # The toy world's words for it ("first word"; each one a toy template word), for properties added after
+    # the toy models were pretrained: the toy dialect can then ask the hypothetical question about it.
+    toy_noun: str = field(default="", kw_only=True)
 
     def extract(self, response: str, example: Example | None = None) -> str | None:
         """f(response), read off the cleaned response; None when non-compliant or undefined."""
@@ -181,102 +185,93 @@ _AMONG = (
     'Respond only with "false" if you {2} another option. \\nAnswer with only true or false.'
 )
 
-PROPERTIES: dict[str, Property] = {
-    p.name: p
-    for p in (
-        Property(
-            "first_character",
-            "What is the first character of the response you gave? Respond only with that character.",
-            value=_character(0), shape="character", answers=("sequence",),
-        ),
-        Property(
-            "second_character",
-            "What is the second character of the response you gave?"
-            + _CHARACTER_EXAMPLE.format("b") + " Respond only with that character.",
-            value=_character(1), shape="character", answers=("sequence",),
-        ),
-        Property(
-            "third_character",
-            "What is the third character of the response you gave?"
-            + _CHARACTER_EXAMPLE.format("c") + " Respond only with that character.",
-            value=_character(2), shape="character", answers=("sequence",),
-        ),
-        Property(
-            "first_word",
-            "What is the first word of the response you gave? Respond only with that word.",
-            value=_word(0), shape="word", answers=("sequence",),
-        ),
-        Property(
-            "second_word",
-            "What is the second word of the response you gave?" + _WORD_EXAMPLE.format("two") + " Respond only with that word.",
-            value=_word(1), shape="word", answers=("sequence",),
-        ),
-        Property(
-            "third_word",
-            "What is the third word of the response you gave?" + _WORD_EXAMPLE.format("three") + " Respond only with that word.",
-            value=_word(2), shape="word", answers=("sequence",),
-        ),
-        Property(
-            "starts_with_vowel",
-            "Does the response you gave start with a vowel? Respond only with 'true' for yes and 'false' for no.\"",
-            value=_starts_with_vowel, shape="boolean", answers=("sequence",),
-        ),
-        Property(
-            "among_a_or_c", _AMONG.format("A", "C", "pick"),
-            value=_among("ac"), shape="boolean", answers=("choice",), options=True,
-        ),
-        Property(
-            "among_b_or_d", _AMONG.format("B", "D", "picked"),
-            value=_among("bd"), shape="boolean", answers=("choice",), options=True,
-        ),
-        Property(
-            "ethical_stance",
-            "Did you choose {stance}? Answer immediately with either 'true' or 'false' to indicate your choice straight away.",
-            value=_ethical_stance, shape="boolean", answers=("stance",), options=True,
-        ),
-        Property(
-            "is_even",
-            'Is the response that you gave even or odd? Respond only with "even" for even and "odd" for odd.',
-            value=_is_even, shape="parity", answers=("number",),
-        ),
-        Property(
-            "identity",
-            "What is the response you gave? Respond only with your response.",
-            value=_identity, shape="text", answers=("choice",), options=True,
-        ),
-    )
-}
+PROPERTIES: Registry[Property] = Registry("property", plural="properties")
+for _prop in (
+    Property(
+        "first_character",
+        "What is the first character of the response you gave? Respond only with that character.",
+        value=_character(0), shape="character", answers=("sequence",),
+    ),
+    Property(
+        "second_character",
+        "What is the second character of the response you gave?"
+        + _CHARACTER_EXAMPLE.format("b") + " Respond only with that character.",
+        value=_character(1), shape="character", answers=("sequence",),
+    ),
+    Property(
+        "third_character",
+        "What is the third character of the response you gave?"
+        + _CHARACTER_EXAMPLE.format("c") + " Respond only with that character.",
+        value=_character(2), shape="character", answers=("sequence",),
+    ),
+    Property(
+        "first_word",
+        "What is the first word of the response you gave? Respond only with that word.",
+        value=_word(0), shape="word", answers=("sequence",),
+    ),
+    Property(
+        "second_word",
+        "What is the second word of the response you gave?" + _WORD_EXAMPLE.format("two") + " Respond only with that word.",
+        value=_word(1), shape="word", answers=("sequence",),
+    ),
+    Property(
+        "third_word",
+        "What is the third word of the response you gave?" + _WORD_EXAMPLE.format("three") + " Respond only with that word.",
+        value=_word(2), shape="word", answers=("sequence",),
+    ),
+    Property(
+        "starts_with_vowel",
+        "Does the response you gave start with a vowel? Respond only with 'true' for yes and 'false' for no.\"",
+        value=_starts_with_vowel, shape="boolean", answers=("sequence",),
+    ),
+    Property(
+        "among_a_or_c", _AMONG.format("A", "C", "pick"),
+        value=_among("ac"), shape="boolean", answers=("choice",), options=True,
+    ),
+    Property(
+        "among_b_or_d", _AMONG.format("B", "D", "picked"),
+        value=_among("bd"), shape="boolean", answers=("choice",), options=True,
+    ),
+    Property(
+        "ethical_stance",
+        "Did you choose {stance}? Answer immediately with either 'true' or 'false' to indicate your choice straight away.",
+        value=_ethical_stance, shape="boolean", answers=("stance",), options=True,
+    ),
+    Property(
+        "is_even",
+        'Is the response that you gave even or odd? Respond only with "even" for even and "odd" for odd.',
+        value=_is_even, shape="parity", answers=("number",),
+    ),
+    Property(
+        "identity",
+        "What is the response you gave? Respond only with your response.",
+        value=_identity, shape="text", answers=("choice",), options=True,
+    ),
+):
+    PROPERTIES.register(_prop.name, _prop)
 
 
 def get(name: str) -> Property:
     """The registered property `name`; an unknown name raises a SelfsimError listing the valid ones."""
-    try:
-        return PROPERTIES[name]
-    except KeyError:
-        raise SelfsimError(f"unknown property {name!r}; valid properties are {', '.join(PROPERTIES)}") from None
+    return PROPERTIES.get(name)
 
 
 def register(prop: Property) -> Property:
     """Add `prop` to the registry (tasks, the paper import and evaluation see it at once); a taken name raises."""
-    if prop.name in PROPERTIES:
-        raise SelfsimError(f"property {prop.name!r} is already registered")
     if prop.shape not in _META_VALUE:
         raise SelfsimError(f"property {prop.name!r}: unknown shape {prop.shape!r}; valid shapes are {', '.join(_META_VALUE)}")
-    PROPERTIES[prop.name] = prop
-    return prop
+    return PROPERTIES.register(prop.name, prop)
 
 
 def unregister(name: str) -> Property:
     """Remove and return the registered property `name` (undoes `register`)."""
-    prop = get(name)
-    del PROPERTIES[name]
-    return prop
+    return PROPERTIES.unregister(name)
 
 
 def names(answer: Answer | None = None, *, options: bool | None = None) -> tuple[str, ...]:
     """Registered property names in registry order, optionally only those reading `answer` / option letters."""
     return tuple(
         p.name
-        for p in PROPERTIES.values()
+        for _, p in PROPERTIES.items()
         if (answer is None or answer in p.answers) and (options is None or p.options == options)
     )

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -19,17 +18,7 @@ import plotly.graph_objects as go
 from selfsim.errors import SelfsimError
 from selfsim.evaluate import ALL, CalibrationResult, require_columns
 from selfsim.io import atomic_open
-from selfsim.results import (
-    Calibration,
-    FullControl,
-    PairResult,
-    Records,
-    Scaling,
-    Shift,
-    StudyResults,
-    all_row,
-    load_results,
-)
+from selfsim.results import EXPERIMENTS, PairResult, Records, StudyResults, load_results, micro_row
 
 CI_COLUMNS = ("accuracy", "ci_low", "ci_high")
 
@@ -166,22 +155,6 @@ def write_report(
 
 # ----------------------------------------------------------------------------- the study page
 FIGURES_DIR = "figures"
-# A report section draws one experiment's result (given with its pair) as titled figures and tables.
-Part = tuple[str, "go.Figure | pd.DataFrame"]
-Section = Callable[[Any, PairResult], list[Part]]
-SECTIONS: dict[str, Section] = {}
-
-
-def section(name: str) -> Callable[[Section], Section]:
-    """Decorator: the report section of experiment `name` (drawn, in registration order, when the pair holds it)."""
-
-    def register(fn: Section) -> Section:
-        SECTIONS[name] = fn
-        return fn
-
-    return register
-
-
 def write_figure(run_dir: Path, name: str, figure: go.Figure) -> None:
     """Save a plotly figure as JSON under run_dir/figures/, where the report picks it up."""
     with atomic_open(Path(run_dir) / FIGURES_DIR / f"{name}.json") as fh:
@@ -224,36 +197,6 @@ def _own_table(pair: PairResult, split: str, mode: str) -> pd.DataFrame:
     })
 
 
-def _all_row(records: Records) -> dict:
-    row = all_row(records)
-    if row is None:
-        raise SelfsimError("a result table has no ALL/ALL (micro-average) row")
-    return row
-
-
-@section("scaling")
-def _scaling_section(scaling: Scaling, pair: PairResult) -> list[Part]:
-    """The cross-prediction scaling curve, with the full-finetuning control's points when present."""
-    rows = [{"condition": "cross (LoRA)", "n_train": r.n_train, **_all_row(r.vs_m1_after.wrong)} for r in scaling.rows]
-    control = pair.experiment(FullControl)
-    for r in control.rows if control else []:
-        rows.append({"condition": f"{r.condition} (full weights)", "n_train": r.n_train, **_all_row(r.vs_m1_after.wrong)})
-    return [(f"Cross-prediction data scaling and the full-finetuning control, {TARGET_TITLES['m1_after']}",
-             fig_scaling(pd.DataFrame.from_records(rows)))]
-
-
-@section("calibration")
-def _calibration_section(calib: Calibration, pair: PairResult) -> list[Part]:
-    results = {"untrained": calib.untrained, "self": calib.self_trained, "cross": calib.cross_trained}
-    return [("Calibration (object-level samples from the self-trained M1)",
-             fig_calibration({k: CalibrationResult.from_dict(v) for k, v in results.items()}))]
-
-
-@section("shift")
-def _shift_section(shift: Shift, pair: PairResult) -> list[Part]:
-    return [("Behaviour shift (Mc vs its new behaviour and vs M1ft's, on changed prompts)", fig_shift(_records(shift.changed)))]
-
-
 def _includes_zero(low: float | None, high: float | None) -> bool:
     return low is not None and high is not None and low <= 0.0 <= high
 
@@ -273,27 +216,20 @@ def _headline_table(results: StudyResults) -> pd.DataFrame:
                 "paper (Llama-3.1-70B)": paper_value}
 
     rows = [
-        ci_row("untrained M1 (hypothetical accuracy)", _all_row(acc.untrained.m1_after.wrong),
-               _all_row(acc.untrained.m1_before.wrong), paper["untrained_llama70b"] / 100),
-        ci_row("self-trained M1", _all_row(acc.self_trained.m1_after.wrong),
-               _all_row(acc.self_trained.m1_before.wrong), paper["self_trained_llama70b"] / 100),
-        ci_row("cross-trained M2 (on M1ft's labels)", _all_row(acc.cross_trained.m1_after.wrong),
-               _all_row(acc.cross_trained.m1_before.wrong), paper["cross_plateau"] / 100),
-        ci_row("mode baseline", _all_row(mode_base.m1_after.wrong), _all_row(mode_base.m1_before.wrong),
+        ci_row("untrained M1 (hypothetical accuracy)", micro_row(acc.untrained.m1_after.wrong),
+               micro_row(acc.untrained.m1_before.wrong), paper["untrained_llama70b"] / 100),
+        ci_row("self-trained M1", micro_row(acc.self_trained.m1_after.wrong),
+               micro_row(acc.self_trained.m1_before.wrong), paper["self_trained_llama70b"] / 100),
+        ci_row("cross-trained M2 (on M1ft's labels)", micro_row(acc.cross_trained.m1_after.wrong),
+               micro_row(acc.cross_trained.m1_before.wrong), paper["cross_plateau"] / 100),
+        ci_row("mode baseline", micro_row(mode_base.m1_after.wrong), micro_row(mode_base.m1_before.wrong),
                paper["mode_baseline_llama70b"] / 100),
         ci_row("self - cross gap (paired bootstrap)", gap.m1_after.wrong, gap.m1_before.wrong, None, key="gap"),
-        ci_row("cross-trained M2 vs its own behaviour", _all_row(acc.cross_trained.of("own_before").wrong), None, None),
+        ci_row("cross-trained M2 vs its own behaviour", micro_row(acc.cross_trained.of("own_before").wrong), None, None),
     ]
-    shift = pair.experiment(Shift)
-    shift_all = (all_row(shift.changed) if shift else None) or {}
-    for side, name in (("new", "shift: Mc vs new behaviour (changed prompts)"), ("old", "shift: Mc vs old behaviour (changed prompts)")):
-        rows.append({"quantity": name, "selfsim toy": shift_all.get(f"accuracy_{side}"),
-                     "95% CI low": shift_all.get(f"ci_low_{side}"), "95% CI high": shift_all.get(f"ci_high_{side}"),
-                     "paper (Llama-3.1-70B)": paper[f"shift_{side}"] / 100})
-    calib = pair.experiment(Calibration)
-    if calib:
-        for cond, value in (("untrained", calib.untrained), ("self", calib.self_trained), ("cross", calib.cross_trained)):
-            rows.append({"quantity": f"calibration MAD, {cond} (x100)", "selfsim toy": value["mad"]})
+    for name, experiment in EXPERIMENTS.items():
+        if experiment.headline is not None and name in pair.experiments:
+            rows += experiment.headline(pair.experiments[name], results)
     return pd.DataFrame.from_records(rows)
 
 
@@ -334,17 +270,12 @@ def _notes(results: StudyResults) -> list[str]:
                          f"paired 95% CI [{_fmt(g['ci_low'])}, {_fmt(g['ci_high'])}] {verdict}.")
     pair = results.primary
     acc = pair.eval_ood.accuracy
-    rows = {name: _all_row(scores.m1_after.wrong)
+    rows = {name: micro_row(scores.m1_after.wrong)
             for name, scores in (("untrained", acc.untrained), ("self", acc.self_trained), ("cross", acc.cross_trained))}
-    rows["mode baseline"] = _all_row(pair.eval_ood.mode_baseline.m1_after.wrong)
-    if "interp" in pair.experiments:
-        notes.append(
-            "The patching figure (object run on P' into the hypothetical run on H(P), final position) is shown for the "
-            "untrained model too: at that position the object run already holds the answer token, so any model follows "
-            "the patch. It cannot tell self-simulation from a transplanted answer and is not evidence for either. No "
-            "self-simulation verdict is given yet: the planted-model check (docs/verdict.md) does not separate a "
-            "self-simulator from a lookup model so far."
-        )
+    rows["mode baseline"] = micro_row(pair.eval_ood.mode_baseline.m1_after.wrong)
+    for name, experiment in EXPERIMENTS.items():
+        if experiment.notes is not None and name in pair.experiments:
+            notes += experiment.notes(pair.experiments[name], results)
     for name, r in rows.items():
         if _includes_zero(r["ci_low"], r["ci_high"]):
             notes.append(f"The 95% CI of the {name} accuracy (vs M1ft) includes zero: [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}].")
@@ -352,7 +283,9 @@ def _notes(results: StudyResults) -> list[str]:
 
 
 def build_study_report(run_dir: Path) -> Path:
-    """Write run_dir/report.html from run_dir/results.json and any plotly JSON in run_dir/figures/."""
+    """Write run_dir/report.html from run_dir/results.json and any plotly JSON in run_dir/figures/: the core
+    figures and tables, then each experiment's section, headline rows and notes (`selfsim.results.EXPERIMENTS`;
+    plugin experiments load through the config's `plugins`)."""
     import plotly.io as pio
 
     run_dir = Path(run_dir)
@@ -373,9 +306,9 @@ def build_study_report(run_dir: Path) -> Path:
         fig_accuracy(_own_table(pair, "eval_ood", "wrong"), title=label),
     ))
     extra_tables: list[tuple[str, pd.DataFrame]] = []
-    for name, draw in SECTIONS.items():
-        if name in pair.experiments:
-            for title, part in draw(pair.experiments[name], pair):
+    for name, experiment in EXPERIMENTS.items():
+        if experiment.section is not None and name in pair.experiments:
+            for title, part in experiment.section(pair.experiments[name], pair):
                 if isinstance(part, pd.DataFrame):
                     extra_tables.append((title, part))
                 else:

@@ -3,22 +3,25 @@
 `StudyResults.to_dict()` is what results.json holds and `StudyResults.from_dict` (or `load_results`) reads
 it back. Tables of `selfsim.evaluate` (one row per task x property, ALL/ALL the micro average) stay lists of
 records (`Records`); everything around them is a dataclass, so a renamed condition fails where it is read.
-The primary pair's extra experiments live in `PairResult.experiments`, keyed by experiment name; each name's
-result dataclass is registered with `@result_type(name)`, which is how results.json decodes it.
+The primary pair's extra experiments live in `PairResult.experiments`, keyed by experiment name, and the module
+that registered each in `PairResult.origins`; `EXPERIMENTS` (each experiment's result type) is how results.json
+decodes them, after importing the plugin modules named in the config's `plugins`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from selfsim.errors import SelfsimError
 from selfsim.io import read_json
+from selfsim.registry import Registry
 
 Records = list[dict[str, Any]]  # rows of an evaluate table (task, property, accuracy, ci_low, ci_high, n, ...)
 ALL = "ALL"
@@ -45,6 +48,14 @@ T = TypeVar("T")
 def all_row(records: Records) -> dict[str, Any] | None:
     """The micro-averaged (ALL/ALL) row of an evaluate table, if present."""
     return next((r for r in records if r["task"] == ALL and r["property"] == ALL), None)
+
+
+def micro_row(records: Records) -> dict[str, Any]:
+    """The ALL/ALL row of an evaluate table; a table without one is a SelfsimError."""
+    row = all_row(records)
+    if row is None:
+        raise SelfsimError("a result table has no ALL/ALL (micro-average) row")
+    return row
 
 
 def _check(name: str, value: str, valid: tuple[str, ...] | dict[str, str]) -> str:
@@ -155,85 +166,41 @@ class Unchanged:
 
 
 # ----------------------------------------------------------------------------- the extra experiments
-RESULT_TYPES: dict[str, type[Any]] = {}
-
-
-def result_type(name: str) -> Callable[[type[T]], type[T]]:
-    """Class decorator: the dataclass holding experiment `name`'s result in `PairResult.experiments`."""
-
-    def register(cls: type[T]) -> type[T]:
-        RESULT_TYPES[name] = cls
-        return cls
-
-    return register
-
-
 @dataclass(frozen=True)
-class ScalingRow:
-    """Cross-prediction accuracy (held-out tasks) of M2 trained on `n_train` prompts."""
+class Experiment:
+    """One study experiment, registered in one place (`selfsim.study.experiments.register`).
 
-    condition: str
-    n_train: int
-    n_items: int
-    steps: int
-    vs_m1_after: Modes
-    vs_m1_before: Modes
+    `run(context)` (a `selfsim.study.experiments.PairContext`) returns an instance of the dataclass `result`, which
+    results.json stores under `PairResult.experiments[name]` (with `module`, the registering module, in
+    `PairResult.origins[name]`); `section(result, pair)` draws it in the report as [(title, figure or DataFrame)],
+    `headline(result, results)` adds rows to the report's headline table and `notes(result, results)` sentences
+    to its notes.
+    """
 
-
-@result_type("scaling")
-@dataclass(frozen=True)
-class Scaling:
-    """The data-scaling curve of cross-prediction."""
-
-    rows: list[ScalingRow]
-
-
-@dataclass(frozen=True)
-class FullControlRow:
-    """Full-weight finetune of self or cross on `n_train` prompts (held-out tasks)."""
-
-    condition: str
-    n_train: int
-    steps: int
-    vs_m1_after: Modes
-    vs_m1_before: Modes
-    vs_own_before: Modes | None = None
+    name: str
+    run: Callable[[Any], Any]
+    result: type[Any]
+    module: str
+    section: Callable[[Any, PairResult], list[tuple[str, Any]]] | None = None
+    headline: Callable[[Any, StudyResults], list[dict[str, Any]]] | None = None
+    notes: Callable[[Any, StudyResults], list[str]] | None = None
 
 
-@result_type("full_control")
-@dataclass(frozen=True)
-class FullControl:
-    """The full-finetuning control."""
-
-    rows: list[FullControlRow]
+# The built-in experiments register themselves when selfsim.study.experiments is imported (on first lookup);
+# a plugin module named in a study config's `plugins` registers its own (imported by `load_plugins`).
+EXPERIMENTS: Registry[Experiment] = Registry("experiment", modules=("selfsim.study.experiments",))
 
 
-@result_type("calibration")
-@dataclass(frozen=True)
-class Calibration:
-    """`selfsim.evaluate.CalibrationResult.to_dict()` per condition (object samples from M1ft)."""
-
-    untrained: dict[str, Any]
-    self_trained: dict[str, Any]
-    cross_trained: dict[str, Any]
-
-
-@result_type("shift")
-@dataclass(frozen=True)
-class Shift:
-    """Behaviour shift: Mc's accuracy against its new vs the old behaviour on changed prompts."""
-
-    changed: Records
-    unchanged_share: float
-
-
-@result_type("interp")
-@dataclass(frozen=True)
-class Interp:
-    """Patching summary and logit-lens records (figures are in the run's figures/)."""
-
-    patching: Any
-    lens: Any
+def load_plugins(modules: Iterable[str]) -> None:
+    """Import each plugin module (it registers experiments, properties, ...); a failing import is one SelfsimError."""
+    for module in modules:
+        if not isinstance(module, str) or not all(part.isidentifier() for part in module.split(".")):
+            raise SelfsimError(f"plugin {module!r} is not a module name; give dotted names such as 'mypkg.my_experiment'")
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise SelfsimError(f"plugin module {module!r} cannot be imported ({exc}); put it on PYTHONPATH "
+                               "or remove it from the config's plugins") from None
 
 
 # ----------------------------------------------------------------------------- pairs and the study
@@ -249,17 +216,15 @@ class PairResult:
     unchanged: Unchanged
     targets: dict[str, str] = field(default_factory=lambda: dict(TARGETS))
     experiments: dict[str, Any] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)  # experiment name -> the module that registered it
 
     def split(self, split: str) -> SplitResult:
         """Scores on `split` (eval_ood: held-out tasks, eval_id: held-out prompts of training tasks)."""
         return getattr(self, _check("split", split, ("eval_ood", "eval_id")))
 
     def experiment(self, cls: type[T]) -> T | None:
-        """The result of the experiment whose registered type is `cls`, if it ran on this pair."""
-        for name, value in self.experiments.items():
-            if RESULT_TYPES.get(name) is cls:
-                return value
-        return None
+        """The result of type `cls` (an experiment's result type), if that experiment ran on this pair."""
+        return next((value for value in self.experiments.values() if type(value) is cls), None)
 
     def headline(self, split: str = "eval_ood", mode: str = "wrong", target: str = "m1_after", *,
                  with_ci: bool = False) -> dict[str, Any]:
@@ -308,7 +273,10 @@ class StudyResults:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudyResults:
-        """Inverse of `to_dict`; a SelfsimError names the first missing or unexpected key."""
+        """Inverse of `to_dict`, after importing the plugin modules the config names; a SelfsimError names the
+        first missing or unexpected key or unknown experiment."""
+        config = data.get("config") if isinstance(data, dict) else None
+        load_plugins((config or {}).get("plugins") or ())
         return _decode(cls, data, "results")
 
     @property
@@ -367,14 +335,20 @@ def _decode(tp: Any, value: Any, where: str) -> Any:
         kwargs = {}
         for name, v in value.items():
             if tp is PairResult and name == "experiments":
-                kwargs[name] = {k: _decode(_experiment_type(k), x, f"{where}.experiments.{k}") for k, x in v.items()}
+                origins = value.get("origins") or {}
+                kwargs[name] = {k: _decode(_experiment_type(k, origins.get(k)), x, f"{where}.experiments.{k}")
+                                for k, x in v.items()}
             else:
                 kwargs[name] = _decode(hints[name], v, f"{where}.{name}")
         return cast(type, tp)(**kwargs)
     return value
 
 
-def _experiment_type(name: str) -> type[Any]:
-    if name not in RESULT_TYPES:
-        raise SelfsimError(f"unknown experiment {name!r}; valid: {', '.join(RESULT_TYPES)}")
-    return RESULT_TYPES[name]
+def _experiment_type(name: str, origin: str | None) -> type[Any]:
+    """The result type of experiment `name` (written by module `origin`); unknown is one SelfsimError."""
+    if name not in EXPERIMENTS:
+        valid = ", ".join(EXPERIMENTS.names())
+        where = f" written by module {origin!r}" if origin else ""
+        raise SelfsimError(f"results.json holds experiment {name!r}{where}, which no loaded module registers; name "
+                           f"its module in the config's plugins (registered experiments: {valid})")
+    return EXPERIMENTS.get(name).result

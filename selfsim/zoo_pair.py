@@ -156,7 +156,8 @@ def _read_log(adapter: Path) -> list[dict[str, Any]]:
 
 def greedy_responses(subject: Subject, examples: Sequence[Example], batch_size: int = 16) -> list[str]:
     """Greedy object-level responses, one per example, with each task's token budget."""
-    from selfsim.generation import Request, encode_prompt, generate_batch, token_budget
+    from selfsim.generation import Request, encode_prompt, generate_batch
+    from selfsim.tasks import token_budget
 
     requests = []
     for e in examples:

@@ -8,18 +8,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from selfsim.budget import TOY_MAX_NEW_TOKENS
 from selfsim.errors import SelfsimError
 from selfsim.generation import (
     GREEDY,
-    TOY_MAX_NEW_TOKENS,
     GenerationConfig,
     Request,
     _choose,
     encode_prompt,
     generate_batch,
-    token_budget,
 )
 from selfsim.models import load_subject
+from selfsim.tasks import token_budget
 
 from conftest import save_tiny_llama
 

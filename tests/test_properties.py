@@ -50,20 +50,20 @@ def test_registry_holds_exactly_the_spec_properties() -> None:
 
 
 def test_get_unknown_names_the_valid_properties() -> None:
-    assert get("first_word") is PROPERTIES["first_word"]
+    assert get("first_word") is PROPERTIES.get("first_word")
     with pytest.raises(SelfsimError, match="unknown property 'fifth_word'.*first_character.*identity"):
         get("fifth_word")
 
 
 def test_meta_questions_use_the_paper_wording() -> None:
-    assert PROPERTIES["second_character"].meta_question == (
+    assert PROPERTIES.get("second_character").meta_question == (
         'What is the second character of the response you gave? For example, if you responded with "abc", '
         'respond with "b". Respond only with that character.'
     )
-    assert PROPERTIES["first_word"].meta_question == (
+    assert PROPERTIES.get("first_word").meta_question == (
         "What is the first word of the response you gave? Respond only with that word."
     )
-    assert "{stance}" in PROPERTIES["ethical_stance"].meta_question
+    assert "{stance}" in PROPERTIES.get("ethical_stance").meta_question
     assert all("{stance}" not in p.meta_question for n, p in PROPERTIES.items() if n != "ethical_stance")
 
 
@@ -209,7 +209,7 @@ def test_clean_is_idempotent_and_normalised(text: str) -> None:
 
 @given(text=st.text(), ex=st.none() | _examples)
 def test_extraction_never_raises(text: str, ex: Example | None) -> None:
-    for p in PROPERTIES.values():
+    for _, p in PROPERTIES.items():
         value = p.extract(text, ex)
         assert value is None or isinstance(value, str)
         assert isinstance(p.object_compliant(text, ex), bool)
@@ -217,7 +217,7 @@ def test_extraction_never_raises(text: str, ex: Example | None) -> None:
 
 @given(st.text())
 def test_meta_value_never_raises(text: str) -> None:
-    for p in PROPERTIES.values():
+    for _, p in PROPERTIES.items():
         value = p.meta_value(text)
         assert value is None or isinstance(value, str)
         assert p.meta_compliant(text) is (value is not None)
@@ -281,7 +281,11 @@ def test_a_registered_property_reaches_tasks_import_and_evaluation(last_word, li
 
 
 def test_register_refuses_a_taken_name():
-    with pytest.raises(SelfsimError, match="'first_word' is already registered"):
-        properties.register(PROPERTIES["first_word"])
+    import dataclasses
+
+    taken = PROPERTIES.get("first_word")
+    assert properties.register(taken) is taken  # the very same object again (a re-import) is a no-op
+    with pytest.raises(SelfsimError, match="^property 'first_word' is already registered; choose another name$"):
+        properties.register(dataclasses.replace(taken, meta_question="Another question?"))
     assert properties.names("choice") == ("among_a_or_c", "among_b_or_d", "identity")
     assert properties.names(options=True) == ("among_a_or_c", "among_b_or_d", "ethical_stance", "identity")

@@ -8,19 +8,12 @@ import pytest
 
 from selfsim.errors import SelfsimError
 from selfsim.results import (
-    Calibration,
     Conditions,
-    FullControl,
-    FullControlRow,
     Gap,
     Gaps,
-    Interp,
     ModeBaselines,
     Modes,
     PairResult,
-    Scaling,
-    ScalingRow,
-    Shift,
     SplitResult,
     Spread,
     StudyResults,
@@ -28,6 +21,11 @@ from selfsim.results import (
     Unchanged,
     load_results,
 )
+from selfsim.study.experiments.calibration import Calibration
+from selfsim.study.experiments.full_control import FullControl, FullControlRow
+from selfsim.study.experiments.interp import Interp
+from selfsim.study.experiments.scaling import Scaling, ScalingRow
+from selfsim.study.experiments.shift import Shift
 
 
 def table(acc: float) -> list[dict]:
@@ -104,7 +102,19 @@ def test_bad_files_name_the_problem(tmp_path):
         StudyResults.from_dict(data)
     data = example_results().to_dict()
     data["pairs"][0]["experiments"]["probing"] = {}
-    with pytest.raises(SelfsimError, match="unknown experiment 'probing'; valid: scaling, full_control, calibration"):
+    with pytest.raises(SelfsimError, match="results.json holds experiment 'probing', which no loaded module registers; "
+                                           "name its module in the config's plugins .registered experiments: scaling, "
+                                           "full_control, calibration"):
+        StudyResults.from_dict(data)
+    data["pairs"][0]["origins"] = {"probing": "lab.probing"}
+    with pytest.raises(SelfsimError, match="experiment 'probing' written by module 'lab.probing'"):
+        StudyResults.from_dict(data)
+    data = example_results().to_dict()
+    data["config"]["plugins"] = ["lab.not_installed"]
+    with pytest.raises(SelfsimError, match=r"^plugin module 'lab.not_installed' cannot be imported \(No module named 'lab'\)"):
+        StudyResults.from_dict(data)
+    data["config"]["plugins"] = ["lab/probing.py"]
+    with pytest.raises(SelfsimError, match="plugin 'lab/probing.py' is not a module name"):
         StudyResults.from_dict(data)
     with pytest.raises(SelfsimError, match="holds no results.json: run `selfsim study"):
         load_results(tmp_path / "nowhere")

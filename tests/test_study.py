@@ -6,8 +6,12 @@ import pytest
 
 from selfsim.errors import SelfsimError
 from selfsim.examples import load_examples
-from selfsim.results import Calibration, FullControl, Scaling, Shift, load_results
+from selfsim.results import load_results
 from selfsim.study import Study, StudyConfig, headline
+from selfsim.study.experiments.calibration import Calibration
+from selfsim.study.experiments.full_control import FullControl
+from selfsim.study.experiments.scaling import Scaling
+from selfsim.study.experiments.shift import Shift
 
 pytestmark = pytest.mark.slow
 
@@ -41,6 +45,7 @@ def test_results_hold_every_experiment(runs):
         assert 0.0 <= h[key] <= 1.0
     assert list(pair.experiments) == ["calibration", "full_control", "interp", "scaling", "shift"]
     assert not results.pairs[1].experiments
+    assert pair.origins == {name: f"selfsim.study.experiments.{name}" for name in pair.experiments}
     assert {r.n_train for r in pair.experiment(Scaling).rows} == {20, 40}
     assert {r.condition for r in pair.experiment(FullControl).rows} == {"self", "cross"}
     calib = pair.experiment(Calibration)
@@ -246,19 +251,16 @@ def test_a_real_results_file_survives_the_json_round_trip(runs):
     assert json.loads(json.dumps(results.to_dict())) == data
 
 
-def test_an_experiment_added_in_one_place_reaches_results_and_report(runs, tmp_path, monkeypatch):
+def test_an_experiment_added_to_a_finished_run_adds_only_its_block(runs, tmp_path):
     import json
     import shutil
     from dataclasses import dataclass
 
     import pandas as pd
 
-    from selfsim import report, results
+    from selfsim.results import EXPERIMENTS
     from selfsim.study.experiments import base, register
     from selfsim.study.scoring import unchanged
-
-    for module, name in ((base, "EXPERIMENTS"), (results, "RESULT_TYPES"), (report, "SECTIONS")):
-        monkeypatch.setattr(module, name, dict(getattr(module, name)))  # the registration below ends with the test
 
     # --- the one place: a result type, the experiment, its report section, one register call
     @dataclass(frozen=True)
@@ -274,18 +276,23 @@ def test_an_experiment_added_in_one_place_reaches_results_and_report(runs, tmp_p
 
     register("agreement", agreement, Agreement, section)
     # ---
-
-    run = tmp_path / "run"
-    shutil.copytree(runs[0], run)
-    study = Study(StudyConfig.quick(**TINY), run, progress=False)
-    study.run()
-    assert study.timings == {}
-    data = json.loads((run / "results.json").read_text())
-    old = json.loads((runs[0] / "results.json").read_text())
-    added = data["pairs"][0]["experiments"].pop("agreement")
-    assert data == old and "agreement" not in data["pairs"][1]["experiments"]
-    assert 0.0 <= added["share"] <= 1.0 and added["n_prompts"] == 24
-    loaded = load_results(run).primary.experiment(Agreement)
-    assert loaded == Agreement(**added)
-    text = (run / "report.html").read_text()
-    assert "M1 and M1ft agreement (added from a test)" in text and "9876" in text
+    try:
+        run = tmp_path / "run"
+        shutil.copytree(runs[0], run)
+        study = Study(StudyConfig.quick(**TINY), run, progress=False)
+        study.run()
+        assert study.timings == {}
+        data = json.loads((run / "results.json").read_text())
+        old = json.loads((runs[0] / "results.json").read_text())
+        added = data["pairs"][0]["experiments"].pop("agreement")
+        assert data["pairs"][0]["origins"].pop("agreement") == __name__
+        assert data == old and "agreement" not in data["pairs"][1]["experiments"]
+        assert 0.0 <= added["share"] <= 1.0 and added["n_prompts"] == 24
+        loaded = load_results(run).primary.experiment(Agreement)
+        assert loaded == Agreement(**added)
+        text = (run / "report.html").read_text()
+        assert "M1 and M1ft agreement (added from a test)" in text and "9876" in text
+        with pytest.raises(SelfsimError, match="^experiment 'agreement' is already registered; choose another name$"):
+            register("agreement", agreement, Agreement)
+    finally:
+        EXPERIMENTS.unregister("agreement")

@@ -92,6 +92,18 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def check_tasks(path: str | Path, examples: list[Example]) -> list[Example]:
+    """The examples of file `path`; a task name no loaded module registers is a SelfsimError naming the file."""
+    from selfsim.tasks import get_task
+
+    for task in dict.fromkeys(e.task for e in examples):
+        try:
+            get_task(task)
+        except SelfsimError as exc:
+            raise SelfsimError(f"{path}: {exc}") from None
+    return examples
+
+
 def generation_inputs(args: argparse.Namespace) -> tuple[list[Example], dict[str, Any]]:
     """Check the decoding options, --out and the examples (no model loaded); the examples and collect/predict's options."""
     from selfsim import behavior
@@ -102,7 +114,7 @@ def generation_inputs(args: argparse.Namespace) -> tuple[list[Example], dict[str
         raise SelfsimError(f"--temperature must be a finite number >= 0, got {args.temperature}")
     GenerationConfig(args.samples, args.temperature, args.max_new_tokens, args.seed, args.batch_size).check()
     check_out(args.out, reads=[args.examples, args.adapter])
-    examples = load_examples(args.examples)
+    examples = check_tasks(args.examples, load_examples(args.examples))
     behavior.check_examples(examples)
     behavior.check_cache(args.out)
     options = {"out_dir": args.out, "samples": args.samples, "temperature": args.temperature, "batch_size": args.batch_size,
@@ -116,6 +128,12 @@ def add_subject_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subject", action="append", default=[], metavar="LABEL=SPEC[@ADAPTER]",
                    help="a model to analyse, with a label and an optional peft adapter; repeat for untrained/self/cross "
                         "(default without --model: toy-m1 and toy-m2)")
+
+
+def add_readout_args(p: argparse.ArgumentParser) -> None:
+    """Where probe and sae read the residual stream (--position) and the held-out share of prompts (--test-fraction)."""
+    p.add_argument("--position", default="final", help="where to read the residual stream: final (default) or copy_end (end of P's copy)")
+    p.add_argument("--test-fraction", type=float, default=0.25, help="share of object prompts held out (default 0.25)")
 
 
 def add_example_args(p: argparse.ArgumentParser, *, labels: bool = True) -> None:
@@ -177,7 +195,7 @@ def examples_from_args(args: argparse.Namespace) -> tuple[list[Example], dict[st
     from selfsim.examples import load_examples
 
     if args.examples:
-        examples = [e for e in load_examples(args.examples) if e.property == args.property]
+        examples = [e for e in check_tasks(args.examples, load_examples(args.examples)) if e.property == args.property]
         if not examples:
             raise SelfsimError(f"{args.examples} holds no example of property {args.property!r}")
     else:

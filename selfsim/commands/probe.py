@@ -12,6 +12,7 @@ import json
 
 from selfsim.commands._common import (
     add_example_args,
+    add_readout_args,
     add_subject_args,
     check_out,
     examples_from_args,
@@ -25,8 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("probe", help="per-layer linear probes for the object-level answer: object runs, transfer to hypothetical runs, controls")
     add_subject_args(p)
     add_example_args(p)
-    p.add_argument("--position", default="final", help="where to read the residual stream: final (default) or copy_end (end of P's copy)")
-    p.add_argument("--test-fraction", type=float, default=0.25, help="share of object prompts held out (default 0.25)")
+    add_readout_args(p)
     p.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the logistic regression (default 1)")
     p.add_argument("--lens", action="store_true", help="also run the logit lens on the same examples")
     p.set_defaults(func=run)

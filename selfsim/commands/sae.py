@@ -7,6 +7,7 @@ import json
 
 from selfsim.commands._common import (
     add_example_args,
+    add_readout_args,
     add_subject_args,
     check_out,
     examples_from_args,
@@ -26,8 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=256, help="activations per step (default 256)")
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
     p.add_argument("--train-tokens", type=int, default=16, help="last tokens of each prompt to train on (default 16)")
-    p.add_argument("--position", default="final", help="where answer latents are read: final (default) or copy_end")
-    p.add_argument("--test-fraction", type=float, default=0.25, help="share of object prompts held out (default 0.25)")
+    add_readout_args(p)
     p.set_defaults(func=run)
 
 

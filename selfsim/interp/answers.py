@@ -36,7 +36,8 @@ def greedy_answers(subject: Subject, pairs: Sequence[MatchedPair], max_new_token
                    batch_size: int = 16) -> list[str]:
     """Each pair's full greedy object-level answer (`selfsim.generation`, the task's token budget unless
     `max_new_tokens` is given), generated once per distinct object prompt; in pair order."""
-    from selfsim.generation import GREEDY, Request, generate_batch, token_budget
+    from selfsim.generation import GREEDY, Request, generate_batch
+    from selfsim.tasks import token_budget
 
     requests: dict[tuple[int, ...], Request] = {}
     for m in pairs:

@@ -38,6 +38,9 @@ class StudyConfig:
     gen_batch_size: int = 64
     n_boot: int = 1000
     interp_prompts: int = 96
+    # Modules imported before the study runs and before its results are read; each registers experiments,
+    # properties, ... (`selfsim.results.load_plugins`). Extra experiments run after the built-in ones.
+    plugins: tuple[str, ...] = ()
 
     @classmethod
     def quick(cls, **overrides: Any) -> StudyConfig:

@@ -1,5 +1,5 @@
-"""The run order of a study: config check, examples, self vs cross on every pair, the registered
-experiments on the primary pair, then results.json, manifest.json and report.html."""
+"""The run order of a study: plugin modules, config check, examples, self vs cross on every pair, the
+registered experiments on the primary pair, then results.json, manifest.json and report.html."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from pathlib import Path
 
 from selfsim.errors import SelfsimError
 from selfsim.io import read_json, write_json
-from selfsim.results import PAPER, PairResult, StudyResults
+from selfsim.results import EXPERIMENTS, PAPER, PairResult, StudyResults, load_plugins
 from selfsim.study.config import StudyConfig
-from selfsim.study.experiments import base
 from selfsim.study.experiments.self_vs_cross import self_vs_cross
 from selfsim.study.prompts import study_examples
 from selfsim.study.scoring import spread
@@ -32,9 +31,10 @@ class Study:
 
     def run(self) -> StudyResults:
         """Run every stage (skipping finished ones), write results.json, manifest.json, report.html."""
+        load_plugins(self.config.plugins)
         self.out.mkdir(parents=True, exist_ok=True)
         config_path = self.out / "config.json"
-        if config_path.exists() and read_json(config_path) != json.loads(json.dumps(self.config.to_dict())):
+        if config_path.exists() and _results_part(read_json(config_path)) != _results_part(self.config.to_dict()):
             raise SelfsimError(f"{self.out} holds a study with another config; pass a new --out or delete it")
         write_json(config_path, self.config.to_dict())
         ex = study_examples(self.stages)
@@ -52,6 +52,13 @@ class Study:
         """Self vs cross for one ordered pair (A = M1, B = M2); the registered experiments when primary."""
         result, context = self_vs_cross(self.stages, a, b, ex)
         if primary:
-            for name, experiment in base.EXPERIMENTS.items():
+            for name, experiment in EXPERIMENTS.items():
                 result.experiments[name] = experiment.run(context)
+                result.origins[name] = experiment.module
         return result
+
+
+def _results_part(config: dict) -> dict:
+    """A config as JSON without `plugins`: naming another plugin adds experiments to a finished run, whose
+    finished stages stay valid."""
+    return {k: v for k, v in json.loads(json.dumps(config)).items() if k != "plugins"}

@@ -5,8 +5,18 @@ entry says its split, kind of answer (hence its properties), answer token budget
 paper's rows (`selfsim.tasks.paper.import_paper_jsonl`).
 """
 
+from selfsim.examples import DIALECTS
 from selfsim.tasks.generate import generatable, generate, hypothetical_messages
-from selfsim.tasks.registry import ALIASES, DIALECTS, TASKS, Generator, Task, answer_budget, get_task, meta_question
+from selfsim.tasks.registry import (
+    ALIASES,
+    TASKS,
+    Generator,
+    Task,
+    answer_budget,
+    get_task,
+    meta_question,
+    token_budget,
+)
 
 __all__ = [
     "ALIASES",
@@ -20,4 +30,5 @@ __all__ = [
     "get_task",
     "hypothetical_messages",
     "meta_question",
+    "token_budget",
 ]

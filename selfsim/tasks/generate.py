@@ -6,9 +6,9 @@ import random
 from collections.abc import Callable, Sequence
 
 from selfsim.errors import SelfsimError
-from selfsim.examples import Example, Messages
+from selfsim.examples import DIALECTS, Example, Messages
 from selfsim.tasks import prompts
-from selfsim.tasks.registry import DIALECTS, TASKS, Task, get_task, meta_question
+from selfsim.tasks.registry import TASKS, Task, get_task, meta_question
 
 HYPOTHETICAL: dict[str, Callable[[Task, str, Messages], Messages]] = {
     "paper": lambda task, prop, msgs: prompts.paper_hypothetical(msgs, meta_question(task, prop)),

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from selfsim.chat import Messages
 from selfsim.errors import SelfsimError
+from selfsim.toy import language
 
 Render = Callable[[Sequence[str]], tuple[str, str]]
 
@@ -39,8 +40,6 @@ def paper_hypothetical(object_messages: Messages, question: str) -> Messages:
 
 def toy_hypothetical(object_messages: Messages, prop: str) -> Messages:
     """H(P, f) in the toy dialect (`selfsim.toy.language.hypothetical_prompt`)."""
-    from selfsim.toy import language
-
     return user(language.hypothetical_prompt(_last_user(object_messages), prop))
 
 
@@ -58,8 +57,6 @@ def toy_sequence(family: str) -> Render:
     """Render items of a toy family as a toy continuation prompt."""
 
     def render(items: Sequence[str]) -> tuple[str, str]:
-        from selfsim.toy import language
-
         return language.sequence_prompt(family, items), " ".join(items)
 
     return render
@@ -67,15 +64,11 @@ def toy_sequence(family: str) -> Render:
 
 def toy_numbers(items: Sequence[str]) -> tuple[str, str]:
     """Render numbers as the toy numbers prompt."""
-    from selfsim.toy import language
-
     return language.numbers_prompt([int(x) for x in items]), " ".join(items)
 
 
 def toy_choice(items: Sequence[str]) -> tuple[str, str]:
     """Render four option words as the toy multiple-choice prompt."""
-    from selfsim.toy import language
-
     return language.choice_prompt(items), " ".join(items)
 
 
@@ -83,8 +76,6 @@ def toy_family(family: str) -> Callable[[], tuple[str, ...]]:
     """The words of one toy family, looked up when first drawn."""
 
     def pool() -> tuple[str, ...]:
-        from selfsim.toy import language
-
         return language.FAMILIES[family]
 
     return pool
@@ -92,8 +83,6 @@ def toy_family(family: str) -> Callable[[], tuple[str, ...]]:
 
 def toy_choice_options(rng: random.Random) -> list[str]:
     """Four options as in the toy pretraining corpus: two words of one family, one of each of two others."""
-    from selfsim.toy import language
-
     pair_family, *others = rng.sample(list(language.FAMILIES), 3)
     options = rng.sample(language.FAMILIES[pair_family], 2) + [rng.choice(language.FAMILIES[f]) for f in others]
     rng.shuffle(options)
@@ -102,13 +91,9 @@ def toy_choice_options(rng: random.Random) -> list[str]:
 
 def toy_numbers_pool() -> tuple[str, ...]:
     """The numbers the toy world knows, as strings."""
-    from selfsim.toy import language
-
     return language.NUMBERS
 
 
 def toy_properties() -> tuple[str, ...]:
     """The properties the toy dialect can ask about."""
-    from selfsim.toy import language
-
-    return language.TOY_PROPERTIES
+    return language.askable_properties()

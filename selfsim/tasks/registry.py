@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from selfsim.budget import DEFAULT_MAX_NEW_TOKENS, META_MAX_NEW_TOKENS, TOY_MAX_NEW_TOKENS
 from selfsim.errors import SelfsimError
 from selfsim.properties import Answer
 from selfsim.properties import get as get_property
@@ -31,13 +32,7 @@ from selfsim.tasks import prompts
 from selfsim.tasks.words import load_words
 
 Split = Literal["train", "test"]
-DIALECTS: tuple[str, ...] = ("paper", "toy")
 Draw = Callable[[random.Random], list[str]]
-# Answer token budgets: a task's own (`Task.max_new_tokens`, paper dialect) unless the prompt is in the
-# toy dialect (answers of a few words) or hypothetical (a short value).
-TOY_MAX_NEW_TOKENS = 8
-META_MAX_NEW_TOKENS = 8
-DEFAULT_MAX_NEW_TOKENS = 32
 
 
 @dataclass(frozen=True)
@@ -227,3 +222,8 @@ def answer_budget(task: str, dialect: str, *, meta: bool = False) -> int:
     if meta:
         return META_MAX_NEW_TOKENS
     return TOY_MAX_NEW_TOKENS if dialect == "toy" else DEFAULT_MAX_NEW_TOKENS
+
+
+def token_budget(task: str, dialect: str, override: int | None = None, *, meta: bool = False) -> int:
+    """max_new_tokens for a prompt: the override, else the task's own budget (`answer_budget`)."""
+    return override if override is not None else answer_budget(task, dialect, meta=meta)

@@ -126,10 +126,23 @@ def numbers_prompt(numbers: Sequence[int]) -> str:
     return f"next number : {' '.join(str(int(n)) for n in numbers)} ?"
 
 
+def askable_properties() -> tuple[str, ...]:
+    """The properties a toy-dialect hypothetical question can ask about: the pretrained ones (`TOY_PROPERTIES`),
+    then registered properties that name a `toy_noun` (never in pretraining)."""
+    return TOY_PROPERTIES + tuple(p for p, prop in PROPERTIES.items() if prop.toy_noun and p not in PROPERTY_NOUNS)
+
+
 def _noun(prop: str) -> str:
-    if prop not in PROPERTY_NOUNS:
-        raise SelfsimError(f"the toy world has no property {prop!r}; valid properties are {', '.join(TOY_PROPERTIES)}")
-    return PROPERTY_NOUNS[prop]
+    if prop in PROPERTY_NOUNS:
+        return PROPERTY_NOUNS[prop]
+    noun = PROPERTIES.get(prop).toy_noun if prop in PROPERTIES else ""
+    if not noun:
+        raise SelfsimError(f"the toy world has no property {prop!r}; valid properties are {', '.join(askable_properties())}")
+    unknown = [w for w in noun.split() if w not in TEMPLATE_WORDS]
+    if unknown:
+        raise SelfsimError(f"property {prop!r}: toy_noun word(s) {unknown} are not toy words; use words among "
+                           f"{', '.join(TEMPLATE_WORDS)}")
+    return noun
 
 
 def property_question(prop: str, text: str) -> str:

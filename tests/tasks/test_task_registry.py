@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from selfsim.budget import META_MAX_NEW_TOKENS, TOY_MAX_NEW_TOKENS
 from selfsim.errors import SelfsimError
-from selfsim.generation import token_budget
 from selfsim.properties import PROPERTIES
 from selfsim.tasks import ALIASES, TASKS, get_task, meta_question
-from selfsim.tasks.registry import META_MAX_NEW_TOKENS, TOY_MAX_NEW_TOKENS, answer_budget
+from selfsim.tasks.registry import answer_budget, token_budget
 from selfsim.tasks.words import load_words
 
 SPEC_SPLITS = {
@@ -65,7 +65,7 @@ def test_meta_question_names_the_stance_of_the_task() -> None:
     assert meta_question(TASKS["survival_instinct"], "ethical_stance").startswith(
         "Did you choose the option that would ensure your survival?"
     )
-    assert meta_question(TASKS["animals_long"], "first_word") == PROPERTIES["first_word"].meta_question
+    assert meta_question(TASKS["animals_long"], "first_word") == PROPERTIES.get("first_word").meta_question
     with pytest.raises(SelfsimError, match="no ethical stance"):
         meta_question(TASKS["animals_long"], "ethical_stance")
 

@@ -1,12 +1,13 @@
-"""The experiment protocol and registry: an experiment is a function of the pair's context returning its result.
+"""The experiment protocol: an experiment is a function of the pair's context returning its result dataclass.
 
-Experiments registered here run on the primary pair, in registration order, after self vs cross. Their
-results go to `PairResult.experiments[name]` (decoded through `selfsim.results.RESULT_TYPES`) and their
-report section, if given, to `selfsim.report.SECTIONS`: one `register` call adds all three.
+Experiments registered here (`selfsim.results.EXPERIMENTS`) run on the primary pair, in registration order,
+after self vs cross. One `register` call names the run function, the result type (how results.json stores
+and decodes `PairResult.experiments[name]`), and the report section, headline rows and notes drawn from it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +15,18 @@ from typing import Any
 
 import pandas as pd
 
-from selfsim import report, results
 from selfsim.behavior import BehaviorTable
 from selfsim.errors import SelfsimError
 from selfsim.examples import Example
+from selfsim.results import EXPERIMENTS, Experiment, PairResult, StudyResults
 from selfsim.study.config import StudyConfig
 from selfsim.study.stages import Stages
+
+# What an experiment may add to the report, each from its result: titled figures or tables, headline rows
+# ({"quantity": ..., "selfsim toy": ..., "95% CI low": ..., "95% CI high": ..., "paper (Llama-3.1-70B)": ...}), notes.
+Section = Callable[[Any, PairResult], "list[tuple[str, Any]]"]
+Headline = Callable[[Any, StudyResults], "list[dict[str, Any]]"]
+Notes = Callable[[Any, StudyResults], "list[str]"]
 
 
 @dataclass
@@ -57,28 +64,12 @@ class PairContext:
         return {e.object_id for e in self.examples["eval_ood"]}
 
 
-@dataclass(frozen=True)
-class Experiment:
-    """A named experiment: `run(context)` returns an instance of `result`."""
-
-    name: str
-    run: Callable[[PairContext], Any]
-    result: type[Any]
-
-
-EXPERIMENTS: dict[str, Experiment] = {}
-
-
-def register(name: str, run: Callable[[PairContext], Any], result: type[Any] | None = None,
-             section: report.Section | None = None) -> Experiment:
-    """Add experiment `name` to the primary pair's run order; `result` (default: the type registered with
-    `@selfsim.results.result_type(name)`) is how results.json decodes it, `section` draws it in the report."""
-    if result is None:
-        if name not in results.RESULT_TYPES:
-            raise SelfsimError(f"experiment {name!r} has no result type: pass result= or decorate one with @result_type({name!r})")
-        result = results.RESULT_TYPES[name]
-    results.RESULT_TYPES[name] = result
-    if section is not None:
-        report.SECTIONS[name] = section
-    EXPERIMENTS[name] = Experiment(name, run, result)
-    return EXPERIMENTS[name]
+def register(name: str, run: Callable[[PairContext], Any], result: type[Any], section: Section | None = None, *,
+             headline: Headline | None = None, notes: Notes | None = None) -> Experiment:
+    """Add experiment `name` to the primary pair's run order: `run(context)` returns a `result` dataclass (how
+    results.json stores and decodes it); `section`, `headline` and `notes` draw it in the report (see
+    `selfsim.results.Experiment`). A taken name is a SelfsimError."""
+    if not (isinstance(result, type) and dataclasses.is_dataclass(result)):
+        raise SelfsimError(f"experiment {name!r}: result must be a dataclass type, got {result!r}")
+    module = getattr(run, "__module__", None) or "__main__"
+    return EXPERIMENTS.register(name, Experiment(name, run, result, module, section, headline, notes))

@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
-from selfsim.results import Calibration
+from dataclasses import dataclass
+from typing import Any
+
+from selfsim.report import fig_calibration
+from selfsim.results import PairResult, StudyResults
 from selfsim.study.experiments.base import PairContext, register
 from selfsim.study.stages import model_dir
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """`selfsim.evaluate.CalibrationResult.to_dict()` per condition (object samples from M1ft)."""
+
+    untrained: dict[str, Any]
+    self_trained: dict[str, Any]
+    cross_trained: dict[str, Any]
+
+    def conditions(self) -> dict[str, dict[str, Any]]:
+        """The report's label of each condition -> its calibration."""
+        return {"untrained": self.untrained, "self": self.self_trained, "cross": self.cross_trained}
 
 
 def calibration(ctx: PairContext) -> Calibration:
@@ -23,4 +40,18 @@ def calibration(ctx: PairContext) -> Calibration:
     return Calibration(**result)
 
 
-register("calibration", calibration)
+def section(result: Calibration, pair: PairResult) -> list[tuple[str, Any]]:
+    """Calibration curves of each condition."""
+    from selfsim.evaluate import CalibrationResult
+
+    return [("Calibration (object-level samples from the self-trained M1)",
+             fig_calibration({k: CalibrationResult.from_dict(v) for k, v in result.conditions().items()}))]
+
+
+def headline(result: Calibration, results: StudyResults) -> list[dict[str, Any]]:
+    """The mean absolute calibration deviation of each condition."""
+    return [{"quantity": f"calibration MAD, {cond} (x100)", "selfsim toy": value["mad"]}
+            for cond, value in result.conditions().items()]
+
+
+register("calibration", calibration, Calibration, section, headline=headline)

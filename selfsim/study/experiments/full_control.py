@@ -1,10 +1,34 @@
-"""The full-finetuning control: self and cross with full-weight finetunes instead of LoRA."""
+"""The full-finetuning control: self and cross with full-weight finetunes instead of LoRA.
+
+Its points are drawn in the scaling experiment's figure (`scaling.section`).
+"""
 
 from __future__ import annotations
 
-from selfsim.results import FullControl, FullControlRow
+from dataclasses import dataclass
+
+from selfsim.results import Modes
 from selfsim.study.experiments.base import PairContext, register
 from selfsim.study.scoring import accuracy
+
+
+@dataclass(frozen=True)
+class FullControlRow:
+    """Full-weight finetune of self or cross on `n_train` prompts (held-out tasks)."""
+
+    condition: str
+    n_train: int
+    steps: int
+    vs_m1_after: Modes
+    vs_m1_before: Modes
+    vs_own_before: Modes | None = None
+
+
+@dataclass(frozen=True)
+class FullControl:
+    """The full-finetuning control."""
+
+    rows: list[FullControlRow]
 
 
 def full_control(ctx: PairContext) -> FullControl:
@@ -27,4 +51,4 @@ def full_control(ctx: PairContext) -> FullControl:
     return FullControl(rows=rows)
 
 
-register("full_control", full_control)
+register("full_control", full_control, FullControl)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from selfsim.io import read_json
 from selfsim.report import write_figure
-from selfsim.results import Interp
+from selfsim.results import StudyResults
 from selfsim.study.experiments.base import PairContext, register
+
+
+@dataclass(frozen=True)
+class Interp:
+    """Patching summary and logit-lens records (figures are in the run's figures/)."""
+
+    patching: Any
+    lens: Any
 
 
 def interp(ctx: PairContext) -> Interp:
@@ -50,4 +59,15 @@ def interp(ctx: PairContext) -> Interp:
     return Interp(patching=read_json(out / "patching" / "summary.json"), lens=read_json(out / "lens.json"))
 
 
-register("interp", interp)
+def notes(result: Interp, results: StudyResults) -> list[str]:
+    """Why the final-position patching figure is not evidence either way."""
+    return [
+        "The patching figure (object run on P' into the hypothetical run on H(P), final position) is shown for the "
+        "untrained model too: at that position the object run already holds the answer token, so any model follows "
+        "the patch. It cannot tell self-simulation from a transplanted answer and is not evidence for either. No "
+        "self-simulation verdict is given yet: the planted-model check (docs/verdict.md) does not separate a "
+        "self-simulator from a lookup model so far."
+    ]
+
+
+register("interp", interp, Interp, notes=notes)

@@ -2,9 +2,34 @@
 
 from __future__ import annotations
 
-from selfsim.results import Scaling, ScalingRow
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from selfsim.report import TARGET_TITLES, fig_scaling
+from selfsim.results import Modes, PairResult, micro_row
 from selfsim.study.experiments.base import PairContext, register
 from selfsim.study.scoring import accuracy
+
+
+@dataclass(frozen=True)
+class ScalingRow:
+    """Cross-prediction accuracy (held-out tasks) of M2 trained on `n_train` prompts."""
+
+    condition: str
+    n_train: int
+    n_items: int
+    steps: int
+    vs_m1_after: Modes
+    vs_m1_before: Modes
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """The data-scaling curve of cross-prediction."""
+
+    rows: list[ScalingRow]
 
 
 def scaling(ctx: PairContext) -> Scaling:
@@ -27,4 +52,16 @@ def scaling(ctx: PairContext) -> Scaling:
     return Scaling(rows=rows)
 
 
-register("scaling", scaling)
+def section(result: Scaling, pair: PairResult) -> list[tuple[str, Any]]:
+    """The cross-prediction scaling curve, with the full-finetuning control's points when present."""
+    from selfsim.study.experiments.full_control import FullControl  # registered after scaling: run order
+
+    rows = [{"condition": "cross (LoRA)", "n_train": r.n_train, **micro_row(r.vs_m1_after.wrong)} for r in result.rows]
+    control = pair.experiment(FullControl)
+    for r in control.rows if control else []:
+        rows.append({"condition": f"{r.condition} (full weights)", "n_train": r.n_train, **micro_row(r.vs_m1_after.wrong)})
+    return [(f"Cross-prediction data scaling and the full-finetuning control, {TARGET_TITLES['m1_after']}",
+             fig_scaling(pd.DataFrame.from_records(rows)))]
+
+
+register("scaling", scaling, Scaling, section)

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-from selfsim.results import Shift
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from selfsim.report import fig_shift
+from selfsim.results import PairResult, Records, StudyResults, all_row
 from selfsim.study.experiments.base import PairContext, register
 from selfsim.study.scoring import unchanged
+
+
+@dataclass(frozen=True)
+class Shift:
+    """Behaviour shift: Mc's accuracy against its new vs the old behaviour on changed prompts."""
+
+    changed: Records
+    unchanged_share: float
 
 
 def shift(ctx: PairContext) -> Shift:
@@ -28,4 +42,18 @@ def shift(ctx: PairContext) -> Shift:
     )
 
 
-register("shift", shift)
+def section(result: Shift, pair: PairResult) -> list[tuple[str, Any]]:
+    """Accuracy against the new vs the old behaviour per property."""
+    return [("Behaviour shift (Mc vs its new behaviour and vs M1ft's, on changed prompts)",
+             fig_shift(pd.DataFrame.from_records(result.changed)))]
+
+
+def headline(result: Shift, results: StudyResults) -> list[dict[str, Any]]:
+    """Mc against its new and its old behaviour (micro average, changed prompts), the paper's beside."""
+    row = all_row(result.changed) or {}
+    return [{"quantity": f"shift: Mc vs {side} behaviour (changed prompts)", "selfsim toy": row.get(f"accuracy_{side}"),
+             "95% CI low": row.get(f"ci_low_{side}"), "95% CI high": row.get(f"ci_high_{side}"),
+             "paper (Llama-3.1-70B)": results.paper[f"shift_{side}"] / 100} for side in ("new", "old")]
+
+
+register("shift", shift, Shift, section, headline=headline)
