@@ -12,7 +12,9 @@ that quotes P and asks about its visible text (`selfsim.interp.steering.neutral_
 whether its answer becomes the neutral answer on P' (over items where the two neutral answers differ).
 g's node is the node with the highest move rate (kill rate breaks ties) among those with carry <=
 `rule.MAX_INPUT_CARRY`; the top node by move rate when none qualifies (its gate then fails).
-`sharpness` is the node's move rate minus the runner-up's, paired over items, with a bootstrap 95% CI.
+`sharpness` is the node's move rate minus the runner-up's (among the nodes that do not carry the input),
+paired over items, with a bootstrap 95% CI. Diagnostic (meta): the node's move rate when patched at P's
+copy alone and at the final position alone, i.e. where in the object run its output carries M(P).
 The hypothetical prompt is never run.
 """
 
@@ -129,11 +131,13 @@ class Localisation:
     def summary(self) -> str:
         """One line: the node, its move / kill rates, and its lead over the runner-up."""
         top = next(s for s in self.ranking if s.node == self.node)
+        where = (f"; patched at P's copy alone it moves M(P) at {self.meta['move_copy_only']:.2f}, at the final position "
+                 f"alone at {self.meta['move_final_only']:.2f}" if "move_copy_only" in self.meta else "")
         lead = (f"; {self.sharpness[0]:+.2f} [{self.sharpness[1]:+.2f}, {self.sharpness[2]:+.2f}] over runner-up {self.runner_up}"
                 if self.runner_up else "")
         return (f"g localised at {self.node}: patching it from P' moves M(P) to M(P') at {top.move:.2f} "
                 f"[{top.move_low:.2f}, {top.move_high:.2f}], mean-ablating it changes M(P) at {top.kill:.2f}, the same patch hands the neutral prompt P''s text at "
-                f"{top.carry:.2f} (n={top.carry_n}){lead} (n={top.n})")
+                f"{top.carry:.2f} (n={top.carry_n}){lead} (n={top.n}){where}")
 
 
 @dataclass(frozen=True)
@@ -270,11 +274,20 @@ def localise(subject: Subject, examples: Sequence[Example], *, layers: Sequence[
     runner = others[0].node if others else None
     sharp = (bootstrap_ci([a - b for a, b in zip(moved[top], moved[runner])], seed=seed) if runner
              else (first.move, first.move_low, first.move_high))
+    # Where the node's output matters in the object run (diagnostic): P's copy alone, the final position alone.
+    site = top.site(subject)
+    acts = read_sites(subject, tracer, pairs, [site], batch_size=batch_size)[site]
+    split = {}
+    for name, keep in (("copy_only", lambda r, it: r != pairs[it.recipient].object.final),
+                       ("final_only", lambda r, it: r == pairs[it.recipient].object.final)):
+        swap = [[(r, acts[it.donor][d]) for r, d in w if keep(r, it)] for it, w in zip(its, where)]
+        got = first_token_ids(subject, tracer, sub, swap, site=site, batch_size=batch_size)
+        split[f"move_{name}"] = sum(float(g == it.target) for g, it in zip(got, its)) / len(its)
     props = [pairs[it.recipient].example.property for it in its]
     gate = _gate_rows(subject.name, props, moved[top], INTERCHANGE_OBJECT, seed)
     gate += _gate_rows(subject.name, [pairs[it.recipient].example.property for it in telling], carried[top], INTERCHANGE_INPUT, seed)
     return Localisation(subject.name, top, runner, sharp, tuple(ranking), tuple(gate), len(its), dropped,
-                        {"seed": seed, "examples": len(pairs), "carry_items": len(telling)})
+                        {"seed": seed, "examples": len(pairs), "carry_items": len(telling), **split})
 
 
 def _means(acts: Sequence[torch.Tensor], pairs: Sequence[MatchedPair], its: Sequence[Item]) -> tuple[torch.Tensor, torch.Tensor]:

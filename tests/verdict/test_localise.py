@@ -45,6 +45,9 @@ def test_the_planted_component_is_found_and_a_dead_one_never_moves(planted, exam
     assert all(s.carries_input for s in loc.ranking if (s.move, s.kill) > (top.move, top.kill))
     assert [(g.experiment, g.control, g.effect) for g in loc.gate] == [(INTERCHANGE_OBJECT, NONE, top.move),
                                                                         (INTERCHANGE_INPUT, NONE, top.carry)]
+    # the amplified output decides at the final position, where the answer is read; at the copy it is diluted
+    assert loc.meta["move_final_only"] > loc.meta["move_copy_only"] + 0.3
+    assert "at the final position alone" in loc.summary()
     assert Localisation.from_dict(loc.to_dict()) == loc
     assert localise(planted, examples, progress=False) == loc  # seeded: same items, same donors, same numbers
 
