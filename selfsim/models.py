@@ -133,7 +133,7 @@ def resolve_path(spec: str, *, build_toy: bool = True) -> Path:
         return resolve(spec, build_missing=spec not in EMBEDDED)
     from selfsim import zoo
 
-    if spec in zoo.ZOO and not path.exists():
+    if zoo.is_known(spec) and not path.exists():
         return zoo.resolve(spec)
     if path.exists():
         if not path.is_dir():

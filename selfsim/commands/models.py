@@ -76,7 +76,8 @@ def run_derive(args: argparse.Namespace) -> int:
     """Derive M2 from a zoo base model (optionally measuring the pair) and print where it went."""
     from pathlib import Path
 
-    from selfsim import zoo, zoo_pair
+    from selfsim import zoo
+    from selfsim.zoo import pair as zoo_pair
     from selfsim.commands._common import check_out
     from selfsim.errors import SelfsimError
     from selfsim.guard import json_with

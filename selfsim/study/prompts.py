@@ -23,15 +23,17 @@ def study_examples(stages: Stages) -> dict[str, list[Example]]:
         n_id = max(1, c.n_eval // len(c.train_tasks))
         train, eval_id = [], []
         for task in c.train_tasks:
-            rows = generate(task, c.properties, per_task + n_id, seed=c.seed, dialect="toy")
+            rows = generate(task, c.properties, per_task + n_id, seed=c.seed, dialect=c.dialect)
             cut = per_task * len(c.properties)
             train += rows[:cut]
             eval_id += [replace(e, split="test") for e in rows[cut:]]
         n_ood = max(1, c.n_eval // len(c.test_tasks))
-        eval_ood = [e for t in c.test_tasks for e in generate(t, c.properties, n_ood, seed=c.seed + 1, dialect="toy")]
+        eval_ood = [e for t in c.test_tasks for e in generate(t, c.properties, n_ood, seed=c.seed + 1, dialect=c.dialect)]
         for key, rows in (("train", train), ("eval_id", eval_id), ("eval_ood", eval_ood)):
             save_examples(paths[key], rows)
-        save_examples(paths["calibration"], calibration_examples(c.calibration_prompts, c.seed))
+        calibration = (calibration_examples(c.calibration_prompts, c.seed) if c.dialect == "toy" else
+                       paper_calibration_examples(c.test_tasks[0], c.calibration_prompts, c.seed))
+        save_examples(paths["calibration"], calibration)
 
     stages.stage("examples", paths["calibration"], build)
     return {k: load_examples(p) for k, p in paths.items()}
@@ -53,3 +55,10 @@ def calibration_examples(n: int, seed: int) -> list[Example]:
             split="test", dialect="toy",
         ))
     return list(seen.values())
+
+
+def paper_calibration_examples(task: str, n: int, seed: int) -> list[Example]:
+    """Held-out-task prompts in the paper's wording with the second-character hypothetical (real models' calibration)."""
+    from selfsim.tasks import generate
+
+    return generate(task, "second_character", n, seed=seed + 2, dialect="paper")

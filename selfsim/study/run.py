@@ -11,6 +11,7 @@ from selfsim.io import read_json, write_json
 from selfsim.results import EXPERIMENTS, PAPER, PairResult, StudyResults, load_plugins
 from selfsim.study.config import StudyConfig
 from selfsim.study.experiments.self_vs_cross import self_vs_cross
+from selfsim.study.preflight import preflight
 from selfsim.study.prompts import study_examples
 from selfsim.study.scoring import spread
 from selfsim.study.stages import Stages
@@ -32,6 +33,7 @@ class Study:
     def run(self) -> StudyResults:
         """Run every stage (skipping finished ones), write results.json, manifest.json, report.html."""
         load_plugins(self.config.plugins)
+        preflight(self.config, log=lambda line: print(f"[selfsim study] {line}", flush=True))
         self.out.mkdir(parents=True, exist_ok=True)
         config_path = self.out / "config.json"
         if config_path.exists() and _results_part(read_json(config_path)) != _results_part(self.config.to_dict()):

