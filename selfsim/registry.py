@@ -89,6 +89,13 @@ class Registry(Generic[T]):
         """(name, value) for every entry, built-ins imported."""
         return [(name, self.get(name)) for name in self.names()]
 
+    def values(self) -> list[T]:
+        """Every entry's value, built-ins imported."""
+        return [value for _, value in self.items()]
+
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
+
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False

@@ -282,6 +282,20 @@ def _notes(results: StudyResults) -> list[str]:
     return notes
 
 
+def _timings_table(run_dir: Path) -> list[tuple[str, pd.DataFrame]]:
+    """Seconds per stage from manifest.json (timings never go to results.json: same seed, same bytes)."""
+    from selfsim.io import read_json
+
+    path = Path(run_dir) / "manifest.json"
+    timings = read_json(path).get("timings_s") if path.is_file() else None
+    if not timings:
+        return []
+    rows = [{"stage": name, "seconds": seconds} for name, seconds in timings.items()]
+    rows.append({"stage": "total", "seconds": round(sum(timings.values()), 2)})
+    return [("Seconds per stage (manifest.json, the last run of each stage on this machine; kept out of results.json "
+             "so that the same seed gives the same bytes)", pd.DataFrame.from_records(rows))]
+
+
 def build_study_report(run_dir: Path) -> Path:
     """Write run_dir/report.html from run_dir/results.json and any plotly JSON in run_dir/figures/: the core
     figures and tables, then each experiment's section, headline rows and notes (`selfsim.results.EXPERIMENTS`;
@@ -325,6 +339,7 @@ def build_study_report(run_dir: Path) -> Path:
              for p in results.pairs]
         )),
         *extra_tables,
+        *_timings_table(run_dir),
     ]
     return write_report(figures, tables, run_dir / "report.html", f"selfsim study: {results.config['name']}",
                         notes=_notes(results))

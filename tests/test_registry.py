@@ -54,3 +54,12 @@ def test_modules_load_before_first_listing(monkeypatch):
     monkeypatch.setattr("importlib.import_module", lambda name: reg.register("built_in", name))
     assert reg.names() == ["built_in"]
     assert reg.get("built_in") == "fake_selfsim_experiments"
+
+
+def test_it_reads_like_a_mapping():
+    reg: Registry[int] = Registry("task")
+    reg.register("a", 1)
+    reg.register("b", 2)
+    assert reg["b"] == 2 and reg.values() == [1, 2] and dict(reg.items()) == {"a": 1, "b": 2}
+    with pytest.raises(SelfsimError, match="^unknown task 'c'; valid tasks are a, b$"):
+        reg["c"]

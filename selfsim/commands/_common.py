@@ -93,14 +93,16 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
 
 
 def check_tasks(path: str | Path, examples: list[Example]) -> list[Example]:
-    """The examples of file `path`; a task name no loaded module registers is a SelfsimError naming the file."""
+    """The examples of file `path`; a task name no loaded module registers is a SelfsimError naming file and line."""
+    from selfsim.io import iter_jsonl
     from selfsim.tasks import get_task
 
     for task in dict.fromkeys(e.task for e in examples):
         try:
             get_task(task)
         except SelfsimError as exc:
-            raise SelfsimError(f"{path}: {exc}") from None
+            line = next((n for n, row in iter_jsonl(path) if isinstance(row, dict) and row.get("task") == task), "?")
+            raise SelfsimError(f"{path}:{line}: not a selfsim example ({exc})") from None
     return examples
 
 

@@ -15,6 +15,7 @@ from selfsim.tasks.registry import (
     answer_budget,
     get_task,
     meta_question,
+    register_task,
     token_budget,
 )
 
@@ -30,5 +31,6 @@ __all__ = [
     "get_task",
     "hypothetical_messages",
     "meta_question",
+    "register_task",
     "token_budget",
 ]

@@ -127,7 +127,7 @@ def _messages(value: Any, name: str) -> Messages:
 
 
 def _options(task_name: str, prop: str, object_messages: Messages) -> str:
-    task = TASKS.get(task_name)
+    task = TASKS.get(task_name) if task_name in TASKS else None
     if prop not in property_names(options=True) and not (task and task.options):
         return ""
     letters = "".join(_OPTION.findall(object_messages[-1]["content"]))

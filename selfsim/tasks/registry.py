@@ -20,7 +20,6 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Literal
 
 from selfsim.budget import DEFAULT_MAX_NEW_TOKENS, META_MAX_NEW_TOKENS, TOY_MAX_NEW_TOKENS
@@ -28,6 +27,7 @@ from selfsim.errors import SelfsimError
 from selfsim.properties import Answer
 from selfsim.properties import get as get_property
 from selfsim.properties import names as property_names
+from selfsim.registry import Registry
 from selfsim.tasks import prompts
 from selfsim.tasks.words import load_words
 
@@ -192,16 +192,27 @@ _TASKS: tuple[Task, ...] = (
     ),
 )
 
-TASKS: Mapping[str, Task] = MappingProxyType({t.name: t for t in _TASKS})
-ALIASES: Mapping[str, str] = MappingProxyType({alias: t.name for t in _TASKS for alias in t.paper_names})
+TASKS: Registry[Task] = Registry("task")
+ALIASES: dict[str, str] = {}  # a paper release name -> the task's name
+
+
+def register_task(task: Task) -> Task:
+    """Add `task` (and its paper release names) to the registry; a taken name or release name raises a SelfsimError."""
+    taken = [a for a in task.paper_names if ALIASES.get(a, task.name) != task.name or (a in TASKS and a != task.name)]
+    if taken:
+        raise SelfsimError(f"task {task.name!r}: paper name(s) {taken} already name another task")
+    TASKS.register(task.name, task)
+    ALIASES.update({alias: task.name for alias in task.paper_names})
+    return task
+
+
+for _task in _TASKS:
+    register_task(_task)
 
 
 def get_task(name: str) -> Task:
     """The task called `name` (or one of its paper release names); unknown names raise a SelfsimError."""
-    try:
-        return TASKS[ALIASES.get(name, name)]
-    except KeyError:
-        raise SelfsimError(f"unknown task {name!r}; valid tasks are {', '.join(TASKS)}") from None
+    return TASKS.get(ALIASES.get(name, name))
 
 
 def meta_question(task: Task, prop: str) -> str:

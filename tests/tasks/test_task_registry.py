@@ -91,3 +91,25 @@ def test_each_task_carries_its_answer_budget() -> None:
     assert answer_budget("arc_challenge_non_cot", "paper") == answer_budget("mmlu_non_cot", "paper") == 4
     assert answer_budget("not_a_task", "paper") == 32 and answer_budget("not_a_task", "toy") == 8
     assert token_budget("stories_sentences", "paper", 3) == 3
+
+
+def test_a_registered_task_is_generated_and_a_taken_name_refused() -> None:
+    import dataclasses
+
+    from selfsim.tasks import generate, register_task
+
+    base = TASKS["colors_long"]
+    task = dataclasses.replace(base, name="plugin_colors", paper_names=("plugin_colors_release",))
+    register_task(task)
+    try:
+        assert get_task("plugin_colors_release") is task and ALIASES["plugin_colors_release"] == "plugin_colors"
+        rows = generate("plugin_colors", "first_word", 3, seed=0, dialect="toy")
+        assert len(rows) == 3 and {e.task for e in rows} == {"plugin_colors"}
+        with pytest.raises(SelfsimError, match="^task 'colors_long' is already registered; choose another name$"):
+            register_task(dataclasses.replace(base, description="another"))
+        with pytest.raises(SelfsimError, match=r"^task 'other': paper name\(s\) \['colors_long'\] already name another task$"):
+            register_task(dataclasses.replace(base, name="other", paper_names=("colors_long",)))
+    finally:
+        TASKS.unregister("plugin_colors")
+        del ALIASES["plugin_colors_release"]
+    assert "plugin_colors" not in TASKS
