@@ -14,7 +14,8 @@ g's node is the node with the highest move rate (kill rate breaks ties) among th
 `rule.MAX_INPUT_CARRY`; the top node by move rate when none qualifies (its gate then fails).
 `sharpness` is the node's move rate minus the runner-up's (among the nodes that do not carry the input),
 paired over items, with a bootstrap 95% CI. Diagnostic (meta): the node's move rate when patched at P's
-copy alone and at the final position alone, i.e. where in the object run its output carries M(P).
+copy alone and at the final position alone, i.e. where in the object run its output carries M(P); they
+are also the per-site power gates `interchange_object_copy` / `interchange_object_final` (Amendment 2).
 The hypothetical prompt is never run.
 """
 
@@ -33,7 +34,16 @@ from selfsim.examples import Example
 from selfsim.interp.answers import greedy_answers, property_values
 from selfsim.interp.pairs import MatchedPair, Prompt, align, batch_of, match_all, padded
 from selfsim.interp.tracing import Patch, Tracer, get_tracer
-from selfsim.verdict.rule import INTERCHANGE_INPUT, INTERCHANGE_OBJECT, MAX_INPUT_CARRY, Evidence, bootstrap_ci, rate
+from selfsim.verdict.rule import (
+    INTERCHANGE_INPUT,
+    INTERCHANGE_OBJECT,
+    INTERCHANGE_OBJECT_COPY,
+    INTERCHANGE_OBJECT_FINAL,
+    MAX_INPUT_CARRY,
+    Evidence,
+    bootstrap_ci,
+    rate,
+)
 
 if TYPE_CHECKING:
     from selfsim.models import Subject
@@ -277,15 +287,19 @@ def localise(subject: Subject, examples: Sequence[Example], *, layers: Sequence[
     # Where the node's output matters in the object run (diagnostic): P's copy alone, the final position alone.
     site = top.site(subject)
     acts = read_sites(subject, tracer, pairs, [site], batch_size=batch_size)[site]
-    split = {}
+    split: dict[str, float] = {}
+    site_moves: dict[str, list[float]] = {}
     for name, keep in (("copy_only", lambda r, it: r != pairs[it.recipient].object.final),
                        ("final_only", lambda r, it: r == pairs[it.recipient].object.final)):
         swap = [[(r, acts[it.donor][d]) for r, d in w if keep(r, it)] for it, w in zip(its, where)]
         got = first_token_ids(subject, tracer, sub, swap, site=site, batch_size=batch_size)
-        split[f"move_{name}"] = sum(float(g == it.target) for g, it in zip(got, its)) / len(its)
+        site_moves[name] = [float(g == it.target) for g, it in zip(got, its)]
+        split[f"move_{name}"] = sum(site_moves[name]) / len(its)
     props = [pairs[it.recipient].example.property for it in its]
     gate = _gate_rows(subject.name, props, moved[top], INTERCHANGE_OBJECT, seed)
     gate += _gate_rows(subject.name, [pairs[it.recipient].example.property for it in telling], carried[top], INTERCHANGE_INPUT, seed)
+    gate += _gate_rows(subject.name, props, site_moves["copy_only"], INTERCHANGE_OBJECT_COPY, seed)
+    gate += _gate_rows(subject.name, props, site_moves["final_only"], INTERCHANGE_OBJECT_FINAL, seed)
     return Localisation(subject.name, top, runner, sharp, tuple(ranking), tuple(gate), len(its), dropped,
                         {"seed": seed, "examples": len(pairs), "carry_items": len(telling), **split})
 

@@ -18,7 +18,9 @@ or when a control row is missing, a row rests on fewer than MIN_N items, or a va
 - interchange: `interchange_object` (patching g's node from P' moves the object answer to M(P'))
   needs ci_low >= MIN_MOVE, and `interchange_input` (the same patch into the neutral prompt hands it
   P''s visible text: the node carries the input, upstream of g) needs effect <= MAX_INPUT_CARRY
-  (amendment of 02:40 UTC, docs/verdict.md "Amendment 1");
+  (amendment of 02:40 UTC, docs/verdict.md "Amendment 1"); and each site counts only when the same
+  patch at that site ALONE moves the object answer, `interchange_object_copy` /
+  `interchange_object_final` ci_low >= MIN_MOVE, else that site is open (Amendment 2, 03:00 UTC);
 - edit: `edit_object` (the edit moves the object answer to the new one) ci_low >= MIN_MOVE;
   `edit_retained` (unedited object accuracy over baseline) >= MIN_RETAINED; `edit_drift`
   (hypothetical accuracy on unedited items, edited minus before) |effect| <= MAX_DRIFT.
@@ -65,6 +67,10 @@ INTERCHANGE_INPUT = "interchange_input"
 INTERCHANGE_COPY = "interchange_copy"
 INTERCHANGE_FINAL = "interchange_final"
 INTERCHANGE_SITES = (INTERCHANGE_COPY, INTERCHANGE_FINAL)
+# Amendment 2: each site's power gate, the same patch at that site alone in the object run.
+INTERCHANGE_OBJECT_COPY = "interchange_object_copy"
+INTERCHANGE_OBJECT_FINAL = "interchange_object_final"
+SITE_GATES = {INTERCHANGE_COPY: INTERCHANGE_OBJECT_COPY, INTERCHANGE_FINAL: INTERCHANGE_OBJECT_FINAL}
 EDIT_TRANSFER = "edit_transfer"
 EDIT_OBJECT = "edit_object"
 EDIT_RETAINED = "edit_retained"
@@ -242,7 +248,7 @@ def _interchange(by: dict[tuple[str, str], Evidence]) -> tuple[str, str]:
               or _gate(by, INTERCHANGE_INPUT, lambda r: r.effect <= MAX_INPUT_CARRY, f"<= {MAX_INPUT_CARRY} (else the node carries P's text)"))
     if failed:
         return "open", failed
-    sites = {s: _site(by, s) for s in INTERCHANGE_SITES if any(k[0] == s for k in by)}
+    sites = {s: _powered_site(by, s) for s in INTERCHANGE_SITES if any(k[0] == s for k in by)}
     if not sites:
         return "open", "no interchange rows"
     said = "; ".join(f"{s} {o}: {why}" for s, (o, why) in sites.items())
@@ -251,6 +257,12 @@ def _interchange(by: dict[tuple[str, str], Evidence]) -> tuple[str, str]:
     if all(o == "rejects" for o, _ in sites.values()):
         return "rejects", said
     return "open", said
+
+
+def _powered_site(by: dict[tuple[str, str], Evidence], site: str) -> tuple[str, str]:
+    """A site is open unless the same patch at that site alone moves the object answer (ci_low >= MIN_MOVE)."""
+    failed = _gate(by, SITE_GATES[site], lambda r: r.ci_low >= MIN_MOVE, f"ci_low >= {MIN_MOVE} (the site has no power)")
+    return ("open", failed) if failed else _site(by, site)
 
 
 def _edit(by: dict[tuple[str, str], Evidence]) -> tuple[str, str]:

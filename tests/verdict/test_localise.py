@@ -12,7 +12,7 @@ from selfsim.errors import SelfsimError
 from selfsim.interp.pairs import match_all
 from selfsim.models import load_subject
 from selfsim.tasks.generate import generate
-from selfsim.verdict import INTERCHANGE_INPUT, INTERCHANGE_OBJECT, NONE
+from selfsim.verdict import INTERCHANGE_INPUT, INTERCHANGE_OBJECT, INTERCHANGE_OBJECT_COPY, INTERCHANGE_OBJECT_FINAL, NONE
 from selfsim.verdict.localise import Localisation, Node, items, localise, positions
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "interp"))
@@ -43,8 +43,9 @@ def test_the_planted_component_is_found_and_a_dead_one_never_moves(planted, exam
     assert dead.move == dead.kill == 0.0
     assert not top.carries_input and top.carry_n > 0
     assert all(s.carries_input for s in loc.ranking if (s.move, s.kill) > (top.move, top.kill))
-    assert [(g.experiment, g.control, g.effect) for g in loc.gate] == [(INTERCHANGE_OBJECT, NONE, top.move),
-                                                                        (INTERCHANGE_INPUT, NONE, top.carry)]
+    assert [(g.experiment, g.control, g.effect) for g in loc.gate] == [
+        (INTERCHANGE_OBJECT, NONE, top.move), (INTERCHANGE_INPUT, NONE, top.carry),
+        (INTERCHANGE_OBJECT_COPY, NONE, loc.meta["move_copy_only"]), (INTERCHANGE_OBJECT_FINAL, NONE, loc.meta["move_final_only"])]
     # the amplified output decides at the final position, where the answer is read; at the copy it is diluted
     assert loc.meta["move_final_only"] > loc.meta["move_copy_only"] + 0.3
     assert "at the final position alone" in loc.summary()
