@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-fast lint toy bench env clean-env
+.PHONY: demo test test-fast lint toy bench env clean-env notebooks
 
 $(STAMP): pyproject.toml requirements.txt constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ toy: $(STAMP)
 # Every benchmark in a quick setting (minutes), then one table of ratios; BENCHMARKS.md names each full command.
 bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/run_all.py
+
+# JupyterLab on notebooks/ (installs the [notebooks] extra into .venv first; the pins of constraints.txt hold).
+notebooks: $(STAMP)
+	$(BIN)/pip install -q -c constraints.txt -e ".[notebooks]" 2>&1 | grep -v "^WARNING: Location" ; test $${PIPESTATUS[0]} -eq 0
+	$(BIN)/jupyter lab notebooks/
 
 clean-env:
 	rm -rf $(VENV)

@@ -18,12 +18,32 @@ number of the report and depends only on the config (same seed -> same bytes); t
 `manifest.json`. `run` holds the run order.
 """
 
-from selfsim.report import write_figure
-from selfsim.results import PAPER, TARGETS, PairResult, StudyResults
-from selfsim.study.config import StudyConfig
-from selfsim.study.prompts import calibration_examples
-from selfsim.study.run import Study
-from selfsim.study.scoring import spread, unchanged
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from selfsim.report import write_figure
+    from selfsim.results import PAPER, TARGETS, PairResult, StudyResults
+    from selfsim.study.config import StudyConfig
+    from selfsim.study.prompts import calibration_examples
+    from selfsim.study.run import Study
+    from selfsim.study.scoring import spread, unchanged
+
+# Imported on first use, so that `selfsim.study.config` (read when the CLI builds its flags) stays light.
+_LAZY = {
+    "write_figure": "selfsim.report", "PAPER": "selfsim.results", "TARGETS": "selfsim.results",
+    "PairResult": "selfsim.results", "StudyResults": "selfsim.results", "StudyConfig": "selfsim.study.config",
+    "calibration_examples": "selfsim.study.prompts", "Study": "selfsim.study.run", "spread": "selfsim.study.scoring",
+    "unchanged": "selfsim.study.scoring",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'selfsim.study' has no attribute {name!r}")
 
 __all__ = ["PAPER", "TARGETS", "PairResult", "Study", "StudyConfig", "StudyResults", "calibration_examples", "headline",
            "spread", "unchanged", "write_figure"]

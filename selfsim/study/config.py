@@ -136,13 +136,15 @@ SMOLLM2 = ("smollm2-135m-instruct", "smollm2-135m-instruct-m2")
 
 
 def _smollm2() -> StudyConfig:
-    # Sized for ~25 min on 2 idle cores (BENCHMARKS.md, SmolLM2 study): 16 training prompts per task and property,
-    # 12+24 held-out, 2 epochs of LoRA r=32 at batch 8 (16 steps), 4 of 30 layers in the interp battery. Tasks where
-    # the untrained model's behaviour varies (animals_long is degenerate: "The" on 32 of 34 prompts).
+    # Sized for the shared 2-core machine (BENCHMARKS.md, SmolLM2 study; one thread, ~35 min on an idle core):
+    # 16 training prompts per task and property, 12+24 held-out, 2 epochs of LoRA r=32 at batch 8 (16 steps), a
+    # full-finetuning control at 8 prompts (4 steps), no extra scaling sizes (the scaling unit reports the main
+    # cross run), 4 of 30 layers in the interp battery. Tasks where the untrained model's behaviour varies
+    # (animals_long is degenerate: "The" on 32 of 34 prompts).
     return StudyConfig(
         name="smollm2", models=SMOLLM2, dialect="paper", train_tasks=("colors_long", "countries_long"),
         test_tasks=("english_words_long",), properties=("first_word", "second_character"), n_train=32, n_eval=24,
-        scaling=(16,), full_control=(16,), calibration_prompts=8, calibration_samples=8, epochs=2.0, batch_size=8,
+        scaling=(), full_control=(8,), calibration_prompts=8, calibration_samples=6, epochs=2.0, batch_size=8,
         lr=1e-3, rank=32, alpha=64.0, full_lr=1e-4, gen_batch_size=24, n_boot=1000, interp_prompts=12, interp_layers=4,
     )
 
