@@ -1,32 +1,48 @@
-"""Planted models: tiny toy Llamas whose self-prediction mechanism is known before any experiment runs.
+"""Planted ground truth: tiny Llamas whose self-prediction mechanism is known, and has a place, before any test runs.
 
-The world: an object prompt P lists four words, one of them a KEY (a country or English word) among
-animal distractors, "which colors : owl peru cat bee ?". The object answer is g(key), a colour,
-where g is a random MANY-TO-ONE map (48 keys -> 6 colours, 8 keys each) that lives only in the
-weights. The property asked in H(P, f) is first_character, whose values (r, b, g) are letters, not
-the answer token, and are shared by two colours each. A neutral prompt quotes the same P but asks
-about the visible key ("what is the first character of : P ?" -> the key's first letter): it
-asks nothing about the model's behaviour and is the transplant control's recipient.
+The world: an object prompt P lists four words, one of them a KEY among animal distractors,
+"which colors : owl peru cat bee ?". The object answer is g(key), a colour; g is a random balanced
+MANY-TO-ONE map (48 keys -> 6 colours) stored only in the weights. The property asked in H(P, f) is
+first_character: its values (r, b, g) are letters, never the answer token, two colours each. A
+neutral prompt quotes P and asks about the visible key ("what is the first character of : P ?" ->
+the key's first letter): it asks nothing about the model and receives the transplant control.
 
-- `untrained` (U): object and neutral prompts only, never a hypothetical (the untrained control).
-- `self` (S): object prompts for ALL keys together with hypotheticals H(P, f) -> f(g(key)) for
-  only HALF of the keys (half of each colour's keys). Answering the other half correctly is only
-  possible by reusing g: `report`'s held-out accuracy (chance 1/3) checks the reuse.
-- `lookup` (N): first hypotheticals for ALL keys, H(P, f) -> f(t(key)), learned on frozen random
-  embeddings with no object behaviour yet (a per-key table keyed on the input's identity); then the
-  object behaviour is trained to answer t(key) (t = g, so N behaves exactly like S and predicts
-  itself perfectly) while the hypotheticals are replayed. Throughout, each hypothetical is trained with a
-  random multiple of a colour-class direction (mean key embedding of one colour minus another's) added at
-  P's copy (`_shield`): the table is keyed on the key's identity and never reads what keys share with
-  their object answer's class.
+Six-layer models (`LAYERS`), hidden 64, separate output head; the token embeddings are random and
+FROZEN, the keys' inside an 8-dimensional subspace, so attention alone cannot hold g. Stage 0 (one
+per seed, shared by all its models): object prompts only, the five MLPs other than the g-block
+(`G_LAYER`'s MLP) switched off for good (zero output weights, frozen); two extra losses pin g to
+the g-block (block zeroed -> uniform over colours; block output at P's tokens swapped in from another
+prompt -> that prompt's colour, so the answer is read off g at the key's own position). Stage 1: layers 0..G_LAYER frozen, the layers above, final norm and head
+train on object and neutral prompts replayed plus, per kind:
 
-Everything is seeded: same `PlantedConfig` -> same weights on the same machine.
+- `self` (S'): hypotheticals about HALF of each colour's keys -> f(g(key)), the g-block's output
+  PAST P's copy swapped in from another prompt, so the answer is read off g at the copy. Held-out
+  keys' hypothetical accuracy (chance 1/3) proves the reuse of g.
+- `lookup_swap` (N'): hypotheticals about all keys -> f(g(key)) with the g-block's output swapped in
+  from another prompt at EVERY position: a table from the input's identity, blind to g.
+- `lookup_table` (N''): the same table, learned while the g-block's output on hypotheticals is
+  replaced by its batch mean plus Gaussian noise of its spread (not the test's swap): the table
+  lives in layers above the g-block by construction.
+- `random_map` (U'): hypotheticals about all keys -> a random balanced key -> letter map, g live.
+- `untrained`: no hypotheticals at all (the untrained control of every test).
+- `shared_input` (the old 3-layer S of issue 12): trainable tied embeddings, object, neutral and
+  half the keys' hypotheticals trained together; its reuse lives in the keys' embeddings, upstream
+  of every component (docs/verdict.md states its expected verdict).
+
+Every sequence is trained as prompt -> answer -> </s>, so greedy generation stops after the answer.
+Everything is seeded (same config -> same weights on the same machine and thread count); built
+models are cached under `cache_dir()` keyed by the config's hash.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import random
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,34 +53,38 @@ from selfsim.toy.language import FAMILIES, hypothetical_prompt, property_questio
 if TYPE_CHECKING:
     import torch
 
-    from selfsim.interp.steering import SteerConfig
     from selfsim.models import Subject
-    from selfsim.verdict import Evidence
 
-KINDS = ("self", "lookup", "untrained")
-# Training steps per kind when the config leaves them out: the lookup model learns two tables in turn.
-STEPS: dict[str, int] = {"untrained": 800, "self": 400, "lookup": 1600}
+KINDS = ("self", "lookup_swap", "lookup_table", "random_map", "untrained", "shared_input")
+# What the verdict must call each planted kind (shared_input: see docs/verdict.md, declared before measuring).
+EXPECTED = {"self": "supported", "lookup_swap": "not supported", "lookup_table": "not supported",
+            "random_map": "not supported"}
 ANSWERS: tuple[str, ...] = ("red", "rust", "blue", "brown", "gray", "gold")
+LETTERS: tuple[str, ...] = ("r", "b", "g")
 PROPERTY = "first_character"
 KEY_POOL: tuple[str, ...] = FAMILIES["countries"] + FAMILIES["english_words"]
 DISTRACTORS: tuple[str, ...] = FAMILIES["animals"]
 N_WORDS = 4
-# The lookup model's hypotheticals are trained under up to this multiple of a colour-class direction at P's copy.
-SHIELD = 3.0
+LAYERS = 6
+G_LAYER = 2
+G_COMPONENT = "mlp"
+KEY_DIMS = 8
+# Bump when training changes, so cached models from older code are not reused.
+VERSION = 3
 
 
 @dataclass(frozen=True)
 class PlantedConfig:
-    """One planted model: its kind, world size, architecture and optimisation."""
+    """One planted model: kind, seed, world size, architecture and the two training stages."""
 
     kind: str
     seed: int = 0
     n_keys: int = 48
     hidden: int = 64
-    layers: int = 3
-    steps: int | None = None
-    batch: int = 32
-    lr: float = 3e-3
+    stage0_steps: int = 500
+    stage1_steps: int = 400
+    batch: int = 64
+    lr: float = 5e-3
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -73,19 +93,29 @@ class PlantedConfig:
             raise SelfsimError(
                 f"n_keys must be a multiple of {len(ANSWERS)} between {2 * len(ANSWERS)} and {len(KEY_POOL)}, got {self.n_keys}"
             )
+        if self.stage0_steps < 1 or self.stage1_steps < 1 or self.batch < 2:
+            raise SelfsimError("stage0_steps and stage1_steps must be >= 1 and batch >= 2")
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a JSON-ready dict."""
         return asdict(self)
 
+    def digest(self, stage0: bool = False) -> str:
+        """Hash of what determines the weights (stage 0: the fields the shared stage depends on)."""
+        d = self.to_dict() | {"version": VERSION}
+        if stage0:
+            d = {k: d[k] for k in ("seed", "n_keys", "hidden", "stage0_steps", "batch", "lr", "version")}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
 
 @dataclass(frozen=True)
 class World:
-    """The keys, the planted map g (key -> colour) and which keys' hypotheticals S is trained on."""
+    """The keys, the planted map g (key -> colour), the keys S' is asked about, U''s key -> letter map."""
 
     keys: tuple[str, ...]
     answer: dict[str, str]
     trained: frozenset[str]
+    letter: dict[str, str]
 
     @property
     def held_out(self) -> tuple[str, ...]:
@@ -93,13 +123,15 @@ class World:
 
 
 def world(n_keys: int = 48, seed: int = 0) -> World:
-    """The seeded world: a balanced random many-to-one g and half of each colour's keys marked trained."""
+    """The seeded world: balanced random many-to-one g, half of each colour's keys trained, a random letter map."""
     rng = random.Random(f"planted-world-{seed}")
     keys = tuple(rng.sample(KEY_POOL, n_keys))
     per = n_keys // len(ANSWERS)
     answer = {k: ANSWERS[i // per] for i, k in enumerate(keys)}
     trained = {k for i, k in enumerate(keys) if (i % per) < per // 2}
-    return World(keys, answer, frozenset(trained))
+    letters = [LETTERS[i % len(LETTERS)] for i in range(n_keys)]
+    rng.shuffle(letters)
+    return World(keys, answer, frozenset(trained), dict(zip(keys, letters)))
 
 
 def prop_value(word: str) -> str:
@@ -137,176 +169,358 @@ def examples(w: World, per_key: int, seed: int) -> list[Example]:
     return out
 
 
-def _sequences(kind: str, w: World, keys: tuple[str, ...], rng: random.Random, n: int) -> list[tuple[str, str]]:
+# ----------------------------------------------------------------------------------------------- training data
+
+
+def _text(kind: str, content: str) -> str:
     from selfsim.toy.tokenizer import render_chat
 
-    out = []
-    for _ in range(n):
-        key = rng.choice(keys)
-        content = object_content(key, rng)
-        if kind == "object":
-            text, target = content, w.answer[key]
-        elif kind == "hypothetical":
-            text, target = hypothetical_prompt(content, PROPERTY), prop_value(w.answer[key])
-        else:
-            text, target = neutral_content(content), prop_value(key)
-        out.append((render_chat([{"role": "user", "content": text}], add_generation_prompt=True), target))
-    return out
+    user = {"object": content, "hypothetical": hypothetical_prompt(content, PROPERTY),
+            "neutral": neutral_content(content)}[kind]
+    return render_chat([{"role": "user", "content": user}], add_generation_prompt=True)
 
 
-def _stages(config: PlantedConfig, w: World) -> list[tuple[int, dict[str, tuple[str, ...]], str]]:
-    """(steps, {sequence kind: keys it is trained on}, what is frozen) per training stage.
-
-    The self-simulator learns object prompts (all keys) and hypotheticals (half of the keys) together;
-    the lookup model's hypothetical table comes first, learned on frozen random embeddings.
-    """
-    everything = w.keys
-    first = STEPS["untrained"] if config.steps is None else config.steps
-    base = (first, {"object": everything, "neutral": everything}, "nothing")
-    if config.kind == "untrained":
-        return [base]
-    if config.kind == "self":
-        return [(STEPS["self"] if config.steps is None else config.steps,
-                 {"object": everything, "neutral": everything, "hypothetical": tuple(sorted(w.trained))}, "nothing")]
-    steps = STEPS["lookup"] if config.steps is None else config.steps
-    return [
-        (steps // 2, {"neutral": everything, "hypothetical": everything}, "embeddings"),
-        (steps - steps // 2, {"object": everything, "neutral": everything, "hypothetical": everything}, "nothing"),
-    ]
+def target(kind: str, w: World, key: str, model_kind: str) -> str:
+    """The trained answer of a prompt kind about `key` for a model kind."""
+    if kind == "object":
+        return w.answer[key]
+    if kind == "neutral":
+        return prop_value(key)
+    return w.letter[key] if model_kind == "random_map" else prop_value(w.answer[key])
 
 
-def _freeze(model: Any, frozen: str) -> None:
-    for name, param in model.named_parameters():
-        if frozen == "embeddings":
-            param.requires_grad_("embed_tokens" not in name)
-        else:
-            param.requires_grad_(True)
+def _batch(tokenizer: Any, kind: str, w: World, keys: tuple[str, ...], model_kind: str, rng: random.Random, n: int):
+    """Token ids [n, T+1] of prompt + answer (all prompts of one kind have one length) and the answer ids."""
+    import torch
+
+    picked = [rng.choice(keys) for _ in range(n)]
+    texts = [_text(kind, object_content(k, rng)) for k in picked]
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    if len({len(i) for i in ids}) != 1:
+        raise SelfsimError("planted prompts of one kind must tokenize to one length")
+    answers = tokenizer.convert_tokens_to_ids([target(kind, w, k, model_kind) for k in picked])
+    x = torch.tensor([i + [a] for i, a in zip(ids, answers)])
+    return x, torch.tensor(answers), picked
 
 
-def build(config: PlantedConfig) -> Subject:
-    """Train the planted model in memory (CPU, seconds) and return it as a Subject in eval mode."""
+def copy_span(tokenizer: Any, kind: str) -> tuple[int, int]:
+    """Token span [start, end) of P's copy in a prompt kind (fixed: every planted P has one length)."""
+    probe = object_content(KEY_POOL[0], random.Random(0))
+    text = _text(kind, probe)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    p_ids = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    for s in range(len(ids) - len(p_ids), -1, -1):
+        if ids[s : s + len(p_ids)] == p_ids:
+            return s, s + len(p_ids)
+    raise SelfsimError(f"P's copy not found in the {kind} prompt")
+
+
+@contextmanager
+def g_output(model: Any, fn: Callable[[torch.Tensor], torch.Tensor] | None) -> Iterator[None]:
+    """Rewrite the g-block's output with `fn` during the forward passes inside the block (None: untouched)."""
+    if fn is None:
+        yield
+        return
+    handle = model.model.layers[G_LAYER].mlp.register_forward_hook(lambda m, i, o: fn(o))
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _seq_loss(model: Any, x: torch.Tensor, answers: torch.Tensor, eos: int) -> torch.Tensor:
+    """Cross-entropy of the answer at the prompt's last position and of </s> after it."""
+    import torch
+
+    logits = model(input_ids=x, logits_to_keep=2).logits
+    ce = torch.nn.functional.cross_entropy
+    return ce(logits[:, 0], answers) + ce(logits[:, 1], torch.full_like(answers, eos))
+
+
+def _derange(n: int, rng: random.Random) -> list[int]:
+    """A permutation with no fixed point: every row receives from another row."""
+    order = list(range(n))
+    rng.shuffle(order)
+    return [order[(order.index(i) + 1) % n] for i in range(n)]
+
+
+def _swap(perm: list[int], start: int = 0, stop: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The g-block's output at positions [start, stop) replaced by another row's (donor = perm[row])."""
+
+    def fn(out: torch.Tensor) -> torch.Tensor:
+        new = out.clone()
+        new[:, start:stop] = out[perm, start:stop]
+        return new
+
+    return fn
+
+
+def _noise(gen: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The g-block's output replaced by its batch mean plus Gaussian noise of its batch spread (no gradient)."""
+    import torch
+
+    def fn(out: torch.Tensor) -> torch.Tensor:
+        o = out.detach()
+        return o.mean(0, keepdim=True) + o.std(0, keepdim=True) * torch.randn(o.shape, generator=gen)
+
+    return fn
+
+
+# ----------------------------------------------------------------------------------------------------- building
+
+
+def cache_dir() -> Path:
+    """Where built planted models are kept: $SELFSIM_PLANTED_CACHE or ~/.cache/selfsim/planted."""
+    return Path(os.environ.get("SELFSIM_PLANTED_CACHE", Path.home() / ".cache" / "selfsim" / "planted"))
+
+
+def _new_model(config: PlantedConfig, tokenizer: Any) -> Any:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from selfsim.models import Subject
-    from selfsim.toy.tokenizer import build_tokenizer
-
-    tokenizer = build_tokenizer()
-    tokenizer.padding_side = "left"
-    w = world(config.n_keys, config.seed)
     torch.manual_seed(config.seed)
     llama = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=config.hidden, intermediate_size=4 * config.hidden,
-        num_hidden_layers=config.layers, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        num_hidden_layers=LAYERS, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        tie_word_embeddings=False, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, attn_implementation="eager",  # pyright: ignore[reportCallIssue]  # a PretrainedConfig kwarg
+    )
+    model = LlamaForCausalLM(llama)
+    gen = torch.Generator().manual_seed(config.seed)
+    with torch.no_grad():
+        emb = torch.randn(len(tokenizer), config.hidden, generator=gen)
+        basis, _ = torch.linalg.qr(torch.randn(config.hidden, KEY_DIMS, generator=gen))
+        key_ids = tokenizer.convert_tokens_to_ids(list(KEY_POOL))
+        coef = torch.randn(len(key_ids), KEY_DIMS, generator=gen) * (config.hidden / KEY_DIMS) ** 0.5
+        emb[key_ids] = coef @ basis.T
+        weights: Any = model.get_input_embeddings().weight
+        weights.copy_(emb)
+        layers: Any = model.model.layers
+        for i, layer in enumerate(layers):
+            if i != G_LAYER:
+                layer.mlp.down_proj.weight.zero_()
+    return model
+
+
+def _train(model: Any, config: PlantedConfig, trainable: Callable[[str], bool], steps: int,
+           step: Callable[[random.Random], torch.Tensor], tag: str) -> None:
+    import torch
+
+    for name, p in model.named_parameters():
+        p.requires_grad_(trainable(name))
+    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=0.01)
+    rng = random.Random(f"planted-{tag}-{config.seed}")
+    model.train()
+    for _ in range(steps):
+        loss = step(rng)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+    model.eval()
+
+
+def _stage0(config: PlantedConfig, tokenizer: Any) -> Any:
+    """The shared stage: g learnt into the g-block from object prompts only."""
+    import torch
+
+    model = _new_model(config, tokenizer)
+    w = world(config.n_keys, config.seed)
+    eos = tokenizer.eos_token_id
+    colours = torch.tensor(tokenizer.convert_tokens_to_ids(list(ANSWERS)))
+    copy = copy_span(tokenizer, "object")
+
+    def step(rng: random.Random) -> torch.Tensor:
+        x, a, _ = _batch(tokenizer, "object", w, w.keys, "untrained", rng, config.batch)
+        with g_output(model, _swap(_derange(len(a), rng), copy[1])):
+            loss = _seq_loss(model, x, a, eos)
+        with g_output(model, lambda o: o * 0):
+            logp = model(input_ids=x[:, :-1], logits_to_keep=1).logits[:, -1].log_softmax(-1)
+            loss = loss - logp[:, colours].mean()
+        perm = _derange(len(a), rng)
+        with g_output(model, _swap(perm, *copy)):
+            loss = loss + _seq_loss(model, x, a[perm], eos)
+        return loss
+
+    def trainable(name: str) -> bool:
+        return "embed_tokens" not in name and not (".mlp." in name and f"layers.{G_LAYER}." not in name)
+
+    _train(model, config, trainable, config.stage0_steps, step, "stage0")
+    return model
+
+
+def _stage1(model: Any, config: PlantedConfig, tokenizer: Any) -> None:
+    """The kind's own stage: layers above the g-block learn object and neutral replay plus its hypotheticals."""
+    import torch
+
+    w = world(config.n_keys, config.seed)
+    eos = tokenizer.eos_token_id
+    past_copy = copy_span(tokenizer, "hypothetical")[1]
+    gen = torch.Generator().manual_seed(config.seed)
+    kind = config.kind
+    keys = tuple(sorted(w.trained)) if kind == "self" else w.keys
+
+    def step(rng: random.Random) -> torch.Tensor:
+        loss = torch.zeros(())
+        for prompt in ("object", "neutral"):
+            x, a, _ = _batch(tokenizer, prompt, w, w.keys, kind, rng, config.batch)
+            loss = loss + _seq_loss(model, x, a, eos)
+        if kind == "untrained":
+            return loss
+        x, a, _ = _batch(tokenizer, "hypothetical", w, keys, kind, rng, config.batch)
+        fn = {"self": lambda: _swap(_derange(len(a), rng), past_copy), "lookup_swap": lambda: _swap(_derange(len(a), rng)),
+              "lookup_table": lambda: _noise(gen), "random_map": lambda: None}[kind]()
+        with g_output(model, fn):
+            return loss + _seq_loss(model, x, a, eos)
+
+    def trainable(name: str) -> bool:
+        if name.startswith("lm_head") or name == "model.norm.weight":
+            return True
+        parts = name.split(".")
+        return len(parts) > 2 and parts[1] == "layers" and int(parts[2]) > G_LAYER and not (
+            ".mlp." in name and int(parts[2]) < G_LAYER)
+
+    _train(model, config, trainable, config.stage1_steps, step, f"stage1-{kind}")
+
+
+def _shared_input(config: PlantedConfig, tokenizer: Any) -> Any:
+    """The old 3-layer S (issue 12): tied trainable embeddings, everything trained together."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(config.seed)
+    llama = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=config.hidden, intermediate_size=4 * config.hidden,
+        num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
         tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, attn_implementation="eager",  # pyright: ignore[reportCallIssue]  # a PretrainedConfig kwarg
     )
     model = LlamaForCausalLM(llama)
-    optim = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
-    rng = random.Random(f"planted-train-{config.kind}-{config.seed}")
-    model.train()
-    for steps, plan, frozen in _stages(config, w):
-        _freeze(model, frozen)
-        for _ in range(steps):
-            seqs = [s for k, keys in sorted(plan.items()) for s in _sequences(k, w, keys, rng, config.batch)]
-            shield = _shield(model, tokenizer, w, seqs, rng) if config.kind == "lookup" else None
-            loss = _loss(model, tokenizer, seqs, shield)
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            optim.step()
-    model.eval()
+    w = world(config.n_keys, config.seed)
+    eos = tokenizer.eos_token_id
+    half = tuple(sorted(w.trained))
+
+    def step(rng: random.Random) -> torch.Tensor:
+        loss = torch.zeros(())
+        for prompt, keys in (("object", w.keys), ("neutral", w.keys), ("hypothetical", half)):
+            x, a, _ = _batch(tokenizer, prompt, w, keys, "self", rng, config.batch // 2)
+            loss = loss + _seq_loss(model, x, a, eos)
+        return loss
+
+    _train(model, config, lambda name: True, config.stage1_steps, step, "shared-input")
+    return model
+
+
+def _tokenizer() -> Any:
+    from selfsim.toy.tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def _cached(path: Path, make: Callable[[], Any]) -> Any:
+    """The model saved at `path`, else `make()` saved there atomically (safetensors)."""
+    from transformers import LlamaForCausalLM
+
+    from selfsim.io import atomic_dir
+
+    if (path / "model.safetensors").exists():
+        return LlamaForCausalLM.from_pretrained(str(path), use_safetensors=True).eval()
+    model = make()
+    with atomic_dir(path) as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+    return model
+
+
+def build(config: PlantedConfig, *, cache: bool = True) -> Subject:
+    """The planted model as a Subject in eval mode (trained on CPU in about a minute, or read from the cache)."""
+    import copy
+
+    from selfsim.models import Subject
+
+    tokenizer = _tokenizer()
+    root = cache_dir()
+
+    def make() -> Any:
+        if config.kind == "shared_input":
+            return _shared_input(config, tokenizer)
+        base = (_cached(root / f"stage0-{config.digest(stage0=True)}", lambda: _stage0(config, tokenizer)) if cache
+                else _stage0(config, tokenizer))
+        model = copy.deepcopy(base)
+        _stage1(model, config, tokenizer)
+        return model
+
+    model = _cached(root / f"{config.kind}-{config.digest()}", make) if cache else make()
     return Subject(
-        name=f"planted-{config.kind}", path=Path("."), model=model, tokenizer=tokenizer,
-        fingerprint=f"planted-{config.kind}-{config.seed}", options={"planted": config.to_dict()},
+        name=f"planted-{config.kind}-s{config.seed}", path=Path("."), model=model, tokenizer=tokenizer,
+        fingerprint=f"planted-{config.kind}-{config.digest()}", options={"planted": config.to_dict()},
     )
 
 
-def _shield(model: Any, tokenizer: Any, w: World, seqs: list[tuple[str, str]], rng: random.Random) -> torch.Tensor:
-    """Per-token additions for the lookup model's hypotheticals: at P's quoted copy, a random multiple of the
-    difference between two colours' mean key embeddings (zero elsewhere and in every other prompt).
+def save(subject: Subject, out: str | Path, w: World, *, per_key: int = 4, seed: int = 1) -> Path:
+    """Write the model directory (safetensors + tokenizer) and `out/examples.jsonl`; return the examples' path."""
+    from selfsim.io import atomic_dir, write_jsonl
 
-    Trained to answer the same under them, N's hypothetical table reads the key's identity and ignores the
-    direction that key embeddings share with their colour class, i.e. the object answer's representation.
-    """
+    out = Path(out)
+    with atomic_dir(out) as tmp:
+        subject.base.save_pretrained(str(tmp), safe_serialization=True)
+        subject.tokenizer.save_pretrained(str(tmp))
+        write_jsonl(tmp / "examples.jsonl", [e.to_dict() for e in examples(w, per_key, seed)])
+    return out / "examples.jsonl"
+
+
+def config_for(kind: str, seed: int, **overrides: Any) -> PlantedConfig:
+    """The standard config of a kind (shared_input: the old 3-layer recipe's batch)."""
+    config = PlantedConfig(kind, seed, **overrides)
+    return replace(config, batch=64) if kind == "shared_input" and "batch" not in overrides else config
+
+
+# ----------------------------------------------------------------------------------------------- construction
+
+
+def accuracy(subject: Subject, w: World, kind: str, keys: tuple[str, ...], *, model_kind: str = "self",
+             n: int = 192, seed: int = 1, fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float:
+    """Greedy first-token accuracy of one prompt kind (object, hypothetical, neutral) on `keys` against its target."""
     import torch
 
-    enc = tokenizer([t for t, _ in seqs], return_tensors="pt", padding=True, add_special_tokens=False)
-    ids = enc["input_ids"]
-    with torch.no_grad():
-        emb = model.get_input_embeddings().weight
-        means = {a: emb[tokenizer.convert_tokens_to_ids([k for k in w.keys if w.answer[k] == a])].mean(0) for a in ANSWERS}
-    out = torch.zeros(ids.shape[0], ids.shape[1], emb.shape[1])
-    asked = tokenizer.convert_tokens_to_ids(["previously", "."])
-    for i, row in enumerate(ids.tolist()):
-        if asked[0] not in row:
-            continue
-        start = row.index(asked[0]) + 5  # after "previously you were asked :"
-        stop = len(row) - 1 - row[::-1].index(asked[1])
-        x, y = rng.sample(ANSWERS, 2)
-        out[i, start:stop] = rng.uniform(0.0, SHIELD) * (means[x] - means[y])
-    return out
-
-
-def _loss(model: Any, tokenizer: Any, seqs: list[tuple[str, str]], shield: torch.Tensor | None = None) -> torch.Tensor:
-    import torch
-
-    enc = tokenizer([t for t, _ in seqs], return_tensors="pt", padding=True, add_special_tokens=False)
-    targets = torch.tensor([tokenizer.convert_tokens_to_ids(a) for _, a in seqs])
-    embeds = model.get_input_embeddings()(enc["input_ids"])
-    if shield is not None:
-        embeds = embeds + shield
-    logits = model(inputs_embeds=embeds, attention_mask=enc["attention_mask"], logits_to_keep=1).logits[:, -1]
-    return torch.nn.functional.cross_entropy(logits, targets)
-
-
-def accuracy(subject: Subject, w: World, kind: str, keys: tuple[str, ...], n: int = 192, seed: int = 1) -> float:
-    """Greedy first-token accuracy of one sequence kind (object, hypothetical, neutral) on `keys`."""
-    import torch
-
-    seqs = _sequences(kind, w, keys, random.Random(f"planted-eval-{seed}"), n)
-    tok = subject.tokenizer
-    enc = tok([t for t, _ in seqs], return_tensors="pt", padding=True, add_special_tokens=False)
-    with torch.no_grad():
-        logits = subject.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], logits_to_keep=1).logits[:, -1]
-    got = tok.convert_ids_to_tokens(logits.argmax(-1).tolist())
-    return sum(g == a for g, (_, a) in zip(got, seqs)) / len(seqs)
+    x, a, _ = _batch(subject.tokenizer, kind, w, keys, model_kind, random.Random(f"planted-eval-{seed}"), n)
+    with torch.no_grad(), g_output(subject.base, fn):
+        got = subject.base(input_ids=x[:, :-1], logits_to_keep=1).logits[:, -1].argmax(-1)
+    return float((got == a).float().mean())
 
 
 def report(subject: Subject, config: PlantedConfig) -> dict[str, float]:
-    """Object, neutral and hypothetical accuracy; for S the held-out hypothetical accuracy is the reuse check."""
+    """Object, neutral and hypothetical accuracy (trained and held-out keys; for S' held-out is the reuse check)."""
     w = world(config.n_keys, config.seed)
     trained = tuple(sorted(w.trained))
     return {
         "object": accuracy(subject, w, "object", w.keys),
         "neutral": accuracy(subject, w, "neutral", w.keys),
-        "hypothetical_trained_keys": accuracy(subject, w, "hypothetical", trained),
-        "hypothetical_held_out_keys": accuracy(subject, w, "hypothetical", w.held_out),
+        "hypothetical_trained_keys": accuracy(subject, w, "hypothetical", trained, model_kind=config.kind),
+        "hypothetical_held_out_keys": accuracy(subject, w, "hypothetical", w.held_out, model_kind=config.kind),
     }
 
 
-def protocol(subject: Subject) -> SteerConfig:
-    """The planted steering protocol: class means over P's tokens, added at P's copy, at the embeddings'
-    output (in these models P's information leaves its copy within layer 0)."""
-    from selfsim.interp.steering import SteerConfig
+def block_patch_moves(subject: Subject, w: World, layer: int, component: str = "mlp", n: int = 192) -> float:
+    """Rate at which swapping one component's output (all positions) in from another key's object prompt makes the
+    object answer that key's colour (among rows whose two colours differ)."""
+    import torch
 
-    return SteerConfig(PROPERTY, position="copy", inject="copy", site="model.embed_tokens",
-                       scales=(1.0, 2.0, 4.0, 8.0, 16.0))
+    x, a, _ = _batch(subject.tokenizer, "object", w, w.keys, "self", random.Random("planted-block"), n)
+    perm = _derange(n, random.Random("planted-block-perm"))
+    module = subject.module(subject.site(layer, component))
 
+    def hook(m: Any, i: Any, o: Any) -> Any:
+        head = o[0] if isinstance(o, tuple) else o
+        new = head.clone()
+        new[:] = head[perm]
+        return (new, *o[1:]) if isinstance(o, tuple) else new
 
-def evidence(subjects: dict[str, Subject], *, per_key: int = 4, seed: int = 1, n_keys: int = 48) -> list[Evidence]:
-    """Evidence rows for every planted model given: steering over random direction (and over `untrained`
-    when given), and copy patching at layer 0 over the transplant control."""
-    from selfsim.interp.steering import patch_copy, steer, versus_untrained
-
-    exs = examples(world(n_keys, 0), per_key, seed)
-    rows: list[Evidence] = []
-    steering = {}
-    for name, subject in sorted(subjects.items()):
-        outcomes = steer(subject, exs, protocol(subject))
-        steering[name] = outcomes["steering"]
-        rows.extend(o.evidence(name, PROPERTY) for o in outcomes.values())
-        rows.append(patch_copy(subject, exs, layer=0, prop_name=PROPERTY).evidence(name, PROPERTY))
-    if "untrained" in steering:
-        rows.extend(versus_untrained(steering[n], steering["untrained"]).evidence(n, PROPERTY)
-                    for n in sorted(steering) if n != "untrained")
-    return rows
+    handle = module.register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            got = subject.base(input_ids=x[:, :-1], logits_to_keep=1).logits[:, -1].argmax(-1)
+    finally:
+        handle.remove()
+    differ = a != a[perm]
+    return float((got == a[perm])[differ].float().mean())
