@@ -237,8 +237,10 @@ def describe_os_error(exc: OSError) -> str:
 def os_error_line(exc: OSError) -> str:
     """One line for a file-system error: the path(s), the cause, and what a rerun does."""
     where = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
-    hint = "; free some space and rerun: finished work is kept and resumes" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
-    return f"{where + ': ' if where else ''}{describe_os_error(exc)}{hint}"
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT) or _ENOSPC_TEXT.search(str(exc))
+    cause = describe_os_error(exc) if exc.errno or not full else "No space left on device (ENOSPC)"
+    hint = "; free some space and rerun: finished work is kept and resumes" if full else ""
+    return f"{where + ': ' if where else ''}{cause}{hint}"
 
 
 _ENOSPC_TEXT = re.compile(r"No space left on device|os error 28|StorageFull|Disk quota exceeded", re.IGNORECASE)

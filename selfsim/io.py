@@ -148,8 +148,10 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # a library's write error (a full disk) names the file it was writing
         raise
 
 
@@ -168,8 +170,10 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)
         raise
 
 

@@ -135,3 +135,97 @@ def test_stabilize_safetensors_sorts_the_metadata_in_place(tmp_path):
     assert list(json.loads(data[8 : 8 + n])["__metadata__"]) == ["format", "m", "rows"]
     tensors = load_file(str(path))
     assert torch.equal(tensors["b"], torch.arange(3.0)) and torch.equal(tensors["a"], torch.ones(2, 2))
+
+
+# Issue 18: full-disk and Ctrl-C fault points, appends cut back on failure, over-long rows.
+
+
+@pytest.fixture
+def fault(monkeypatch):
+    """Set SELFSIM_FAULT for this test with fresh hit counts."""
+    import selfsim.io as io
+
+    monkeypatch.setattr(io, "_FAULT_HITS", {})
+
+    def set_fault(value: str) -> None:
+        monkeypatch.setenv("SELFSIM_FAULT", value)
+
+    return set_fault
+
+
+def test_enospc_in_an_append_leaves_the_rows_already_written(tmp_path, fault):
+    import errno
+
+    path = tmp_path / "cache.jsonl"
+    append_jsonl(path, [{"i": 0}, {"i": 1}])
+    before = path.read_bytes()
+    fault("write@1:enospc")
+    with pytest.raises(OSError) as info:
+        append_jsonl(path, [{"i": 2}, {"i": 3}])
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
+    assert path.read_bytes() == before
+    append_jsonl(path, [{"i": 2}])  # the fault fired once: the next append works
+    assert [r["i"] for r in read_jsonl(path)] == [0, 1, 2]
+
+
+def test_enospc_in_an_atomic_write_keeps_the_old_file_and_names_it(tmp_path, fault):
+    path = tmp_path / "out.json"
+    path.write_text("old")
+    fault("write@1:enospc")
+    with pytest.raises(OSError) as info:
+        with atomic_open(path) as fh:
+            fh.write("new")
+    assert info.value.filename == str(path)
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_a_library_write_error_is_named_after_the_file(tmp_path):
+    import errno
+
+    path = tmp_path / "table.parquet"
+    with pytest.raises(OSError) as info:
+        with atomic_open(path, "wb"):
+            raise OSError(errno.ENOSPC, "No space left on device")  # as pyarrow raises it, without a path
+    assert info.value.filename == str(path)
+
+
+def test_interrupt_fault_sends_a_real_sigint(fault):
+    fault("here@2:interrupt")
+    from selfsim.io import fault_point
+
+    fault_point("here")
+    with pytest.raises(KeyboardInterrupt):
+        fault_point("here")
+
+
+def test_unknown_fault_action_is_one_line(fault):
+    fault("here:explode")
+    from selfsim.io import fault_point
+
+    with pytest.raises(SelfsimError, match="unknown action 'explode'"):
+        fault_point("here")
+
+
+def test_an_overlong_row_is_refused_without_reading_it_whole(tmp_path):
+    path = tmp_path / "ex.jsonl"
+    with open(path, "w") as fh:
+        fh.write('{"a": 1}\n')
+        fh.write('{"prompt": "' + "x" * (3 * 2**20) + '"}\n')
+        fh.write('{"a": 3}\n')
+    with pytest.raises(SelfsimError, match=r"ex.jsonl:2: line of 3\.0 MiB, over the 1 MiB a row may hold"):
+        read_jsonl(path)
+    assert [n for n, _ in iter_jsonl(path, skip_bad=True)] == [1, 3]
+    assert [n for n, _ in iter_jsonl(path, max_line_bytes=4 * 2**20)] == [1, 2, 3]
+
+
+def test_a_row_of_exactly_the_limit_is_read(tmp_path):
+    import json
+
+    row = {"p": "y" * 100}
+    path = tmp_path / "ok.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    size = len(json.dumps(row))
+    assert read_jsonl(path, max_line_bytes=size) == [row]
+    with pytest.raises(SelfsimError, match="over the"):
+        read_jsonl(path, max_line_bytes=size - 1)

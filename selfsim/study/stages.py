@@ -33,13 +33,20 @@ class Stages:
         self._subjects: dict[tuple[str, str | None], Any] = {}
 
     def stage(self, name: str, done: Path, fn: Callable[[], Any]) -> None:
-        """Run `fn` unless `done` exists; record the time it took."""
-        if done.exists():
+        """Run `fn` unless `done` exists and `fn` returned after writing it; record the time it took.
+
+        `fn` may write `done` before its other files: only the mark written after it returns (`.<done>.done`)
+        says the stage is complete, so a stage cut short (a kill, a full disk, Ctrl-C) runs again on resume.
+        """
+        complete = done.parent / f".{done.name}.done"
+        if done.exists() and complete.exists():
             return
         start = time.perf_counter()
         if self.progress:
             print(f"[selfsim study] {name}", flush=True)
         fn()
+        complete.parent.mkdir(parents=True, exist_ok=True)
+        complete.touch()
         self.timings[name] = round(time.perf_counter() - start, 2)
 
     def subject(self, model: str, adapter: Path | None = None) -> Any:
