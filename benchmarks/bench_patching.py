@@ -68,10 +68,12 @@ def random_subject(config_name: str, device: str, dtype: str, workdir: Path):
                    fingerprint=f"random-{config_name}", options={"dtype": dtype})
 
 
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int, sync: Callable[[], None]) -> dict[str, float]:
-    """Median seconds per function over `repeats` rounds, each round running every function once."""
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int, sync: Callable[[], None],
+                warmup: bool = True) -> dict[str, float]:
+    """Median seconds per function over `repeats` rounds, each round running every function once (after one
+    untimed warm-up call each, unless not `warmup`)."""
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():
+    for fn in fns.values() if warmup else ():
         fn()
     sync()
     for _ in range(repeats):
@@ -118,7 +120,8 @@ def hook_overhead(subject, examples, backends: list[str], repeats: int, sync) ->
     return out
 
 
-def sweep_and_attribution(subject, examples, backend: str, repeats: int, sync, layers: tuple[int, ...] | None = None) -> dict[str, float]:
+def sweep_and_attribution(subject, examples, backend: str, repeats: int, sync, layers: tuple[int, ...] | None = None,
+                          warmup: bool = True) -> dict[str, float]:
     """Batched sweep (resumed from the patched layer, and not) vs one patch per forward, and attribution vs the
     fastest exact sweep (`layers`: all when None); the rows of the batched and the one-per-forward sweeps must agree."""
     from selfsim.interp.attribution import attribution_rows, compare_with_exact
@@ -127,30 +130,32 @@ def sweep_and_attribution(subject, examples, backend: str, repeats: int, sync, l
     config = PatchConfig(layers=layers, positions="each", backend=backend)
     setup = next(setups([subject], examples, config))[0]
     layers = config.layers_for(subject)
-    n_rows = len(patch_rows(setup, ("resid",), layers, "each")) // 2
+    last: dict[str, pd.DataFrame] = {}
 
     def sweep(max_rows: int, resume: bool) -> Callable[[], object]:
         def fn() -> object:
             setup.max_rows = max_rows
-            return patch_rows(setup, ("resid",), layers, "each", resume=resume)
+            last[f"{max_rows}-{resume}"] = patch_rows(setup, ("resid",), layers, "each", resume=resume)
+            return last[f"{max_rows}-{resume}"]
 
         return fn
 
     def attribute() -> object:
         setup.max_rows = 256
-        return attribution_rows(setup, ("resid",), layers)
+        last["attribution"] = attribution_rows(setup, ("resid",), layers)
+        return last["attribution"]
 
     variants = {"batched": sweep(256, True), "batched_no_resume": sweep(256, False), "one_per_forward": sweep(1, False),
                 "attribution": attribute}
-    times = interleaved(variants, repeats, sync)
-    exact, single = sweep(256, True)(), sweep(1, False)()
-    assert isinstance(exact, pd.DataFrame) and isinstance(single, pd.DataFrame)
+    times = interleaved(variants, repeats, sync, warmup)
+    exact, single = last["256-True"], last["1-False"]
+    n_rows = len(exact) // 2
     max_diff = float((exact["logit_diff"] - single["logit_diff"]).abs().max())
     same_answers = bool(exact["answer"].equals(single["answer"]))
     from selfsim.errors import SelfsimError
 
     try:
-        comparison = compare_with_exact(attribute(), exact)
+        comparison = compare_with_exact(last["attribution"], exact)
     except SelfsimError as exc:  # e.g. too few pairs whose donor and recipient answers differ
         comparison = None
         print(f"attribution vs exact not compared: {exc}")
@@ -190,6 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=None, help="also write the results JSON here")
     parser.add_argument("--dialect", default=None, help="examples' dialect: toy, paper (default: paper for a non-toy --model, else toy)")
     parser.add_argument("--layers", default=None, help="comma list of the sweep's layers (default all)")
+    parser.add_argument("--no-warmup", action="store_true", help="time the sweeps' first calls (slow models: one round only)")
     args = parser.parse_args(argv)
 
     from selfsim.models import load_subject
@@ -209,7 +215,7 @@ def main(argv: list[str] | None = None) -> dict:
         "model": subject.name, "device": args.device, "dtype": args.dtype, "pairs": args.pairs,
         "layers": subject.n_layers, "hidden": subject.hidden_size, "threads": torch.get_num_threads(),
         "dialect": dialect, "task": task, "sweep_layers": list(layers) if layers else "all",
-        "sweep": sweep_and_attribution(subject, examples, args.sweep_backend, args.repeats, sync, layers),
+        "sweep": sweep_and_attribution(subject, examples, args.sweep_backend, args.repeats, sync, layers, not args.no_warmup),
     }
     result["overhead"] = hook_overhead(subject, examples, args.backends.split(","), args.overhead_repeats, sync)
     workdir.cleanup()
