@@ -41,3 +41,18 @@ def test_counts_follow_the_config_by_hand() -> None:
     # 64 items -> 16 steps (self, cross); 32 items -> 8 steps (scaling, full self, full cross); shift 32 -> 8.
     assert n["finetune_steps"] == 2 * 16 + 8 + 2 * 8 + 8
     assert n["meta_prompts"] == (4 + 1 + 1 + 2) * 48 * 2
+
+
+def test_projection_by_hand_and_larger_for_the_gpu_preset() -> None:
+    from dataclasses import replace
+
+    from selfsim.zoo.budget import Hardware, project, stage_group
+
+    c = replace(preset("smollm2"), n_train=32, n_eval=24, scaling=(16,), full_control=(16,), epochs=2.0, batch_size=8)
+    slow = Hardware("test", flops=1e12, decode_step_s=0.0, source="test")
+    minutes = project(c, slow, params=1e9)
+    # 64 finetune steps x 8 rows x 100 tokens x 6 FLOPs per parameter and token x 1e9 parameters at 1e12 FLOP/s.
+    assert minutes["finetune"] == pytest.approx(64 * 8 * 100 * 6 * 1e9 / 1e12 / 60, abs=0.01)
+    assert project(preset("smollm2-gpu"))["total"] > project(preset("smollm2"))["total"]
+    assert [stage_group(s) for s in ("finetune a__b/self", "predictions a", "interp probes", "examples")] == [
+        "finetune", "predictions", "interp", "other"]

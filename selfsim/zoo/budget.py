@@ -90,3 +90,50 @@ def check_budget(config: Any, speed: Throughput, minutes: float = 45.0) -> float
     if total > minutes:
         raise SelfsimError(f"the {config.name} study is estimated at {total:.0f} min, over its {minutes:.0f} min budget")
     return total
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """Stated (not measured) speeds of a target machine, for projections."""
+
+    name: str
+    flops: float  # effective dense FLOP/s for prefill and training (compute-bound)
+    decode_step_s: float  # one decoding step of a batch (bandwidth-bound: weight bytes / memory bandwidth)
+    source: str
+
+
+# One H100 SXM, bf16: 989 TFLOP/s dense peak at an assumed 30% utilisation; Llama-3.1-8B's 16 GB of bf16
+# weights read once per decoding step at 3.35 TB/s = 4.8 ms, rounded up to 6 ms for the KV cache and overheads.
+H100_LLAMA8B = Hardware("one H100, bf16", flops=300e12, decode_step_s=6e-3,
+                        source="stated: 30% of the H100's 989 TFLOP/s; 16 GB weights / 3.35 TB/s per decoding step")
+LLAMA8B_PARAMS = 6.98e9  # non-embedding parameters (forward FLOPs per token ~ 2x this)
+SMOLLM2_PARAMS = 1.06e8
+OBJECT_BUDGET, META_BUDGET = 20, 8  # typical greedy token budgets of the paper's sequence tasks / hypotheticals
+STAGE_GROUPS = ("behaviour", "predictions", "samples", "finetune", "interp")
+
+
+def stage_group(stage: str) -> str:
+    """The group of a manifest stage name ('finetune a__b/self' -> 'finetune'); 'other' for the rest."""
+    head = stage.split(" ", 1)[0]
+    return head if head in STAGE_GROUPS else "other"
+
+
+def project(config: Any, hardware: Hardware = H100_LLAMA8B, params: float = LLAMA8B_PARAMS) -> dict[str, float]:
+    """Minutes per stage group of a study of `config` on a model of `params` non-embedding parameters on `hardware`:
+    prefill and training compute-bound (2 / 6 FLOPs per parameter and token), decoding one step per token per batch."""
+    n = counts(config)
+    batches = lambda rows: -(-rows // config.gen_batch_size)  # noqa: E731
+    seconds = {
+        "behaviour": (n["object_prompts"] * TOKENS_PER_OBJECT_ITEM * 2 * params / hardware.flops
+                      + batches(n["object_prompts"]) * OBJECT_BUDGET * hardware.decode_step_s),
+        "predictions": (n["meta_prompts"] * TOKENS_PER_META_ITEM * 2 * params / hardware.flops
+                        + batches(n["meta_prompts"]) * META_BUDGET * hardware.decode_step_s),
+        "samples": (n["sampled_rows"] * TOKENS_PER_META_ITEM * 2 * params / hardware.flops
+                    + batches(n["sampled_rows"]) * OBJECT_BUDGET * hardware.decode_step_s),
+        "finetune": n["finetune_steps"] * config.batch_size * TOKENS_PER_META_ITEM * 6 * params / hardware.flops,
+        # Each patched row is a donor and a recipient forward; probes and lens add a few forwards per prompt.
+        "interp": (n["patch_rows"] + 20 * config.interp_prompts) * TOKENS_PER_META_ITEM * 2 * 2 * params / hardware.flops,
+    }
+    out = {k: round(v / 60, 2) for k, v in seconds.items()}
+    out["total"] = round(sum(seconds.values()) / 60, 2)
+    return out
