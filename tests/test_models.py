@@ -134,3 +134,62 @@ def test_tokenizer_subject_loads_no_weights(tiny_llama_dir, tiny_llama):
     assert context_length(light) == 256 and light.n_layers == 2
     messages = [{"role": "user", "content": "next animals : fox gnu"}]
     assert light.render_chat(messages) == tiny_llama.render_chat(messages)
+
+
+# Issue 18: an adapter whose target_modules and weights disagree, or that was trained on another base.
+
+
+@pytest.fixture
+def lora_of(tiny_llama_dir, tmp_path):
+    """Save a q_proj/v_proj LoRA for the tiny Llama; optionally record a base fingerprint as selfsim does."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    def make(name: str, *, base_fingerprint: str | None = None):
+        torch.manual_seed(0)
+        model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama_dir),
+                               LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+        out = tmp_path / name
+        model.save_pretrained(out)
+        if base_fingerprint is not None:
+            (out / "finetune.json").write_text(json.dumps({"kind": "lora", "base_fingerprint": base_fingerprint}))
+        return out
+
+    return make
+
+
+def _set_targets(adapter, targets):
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    config["target_modules"] = targets
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+
+
+def test_adapter_weights_outside_its_target_modules_are_refused(tiny_llama_dir, lora_of):
+    adapter = lora_of("a")
+    _set_targets(adapter, ["q_proj"])  # its v_proj weights would be dropped silently
+    with pytest.raises(SelfsimError, match=r"holds weights for model\.layers\.0\.self_attn\.v_proj \(2 module\(s\) in all\), "
+                                           r"which its target_modules \['q_proj'\] do not name"):
+        load_subject(str(tiny_llama_dir), adapter=adapter)
+    _set_targets(adapter, ["q_proj", "v_proj", "k_proj"])  # k_proj would get fresh zero LoRA
+    with pytest.raises(SelfsimError, match=r"targets model\.layers\.0\.self_attn\.k_proj .* holds no weights for it"):
+        load_subject(str(tiny_llama_dir), adapter=adapter)
+
+
+def test_adapter_trained_on_another_base_of_the_same_shape_is_refused(tiny_llama_dir, tiny_llama, lora_of, tmp_path):
+    from conftest import save_tiny_llama
+
+    other = save_tiny_llama(tmp_path / "other", seed=1)
+    adapter = lora_of("a", base_fingerprint=tiny_llama.fingerprint)
+    assert load_subject(str(tiny_llama_dir), adapter=adapter).adapter == adapter
+    with pytest.raises(SelfsimError, match=rf"was trained on another base model .*{tiny_llama.fingerprint}.*not on {other}"):
+        load_subject(str(other), adapter=adapter)
+
+
+def test_foreign_adapter_without_fingerprint_loads_with_one_warning(tiny_llama_dir, lora_of, capsys):
+    adapter = lora_of("a")
+    capsys.readouterr()
+    subject = load_subject(str(tiny_llama_dir), adapter=adapter)
+    assert subject.adapter == adapter
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == [f"selfsim: warning: adapter {adapter} records no base-model fingerprint (not trained by selfsim); "
+                        f"cannot check that it was trained on {tiny_llama_dir}"]
