@@ -292,6 +292,9 @@ def test_an_experiment_added_to_a_finished_run_adds_only_its_block(runs, tmp_pat
         assert loaded == Agreement(**added)
         text = (run / "report.html").read_text()
         assert "M1 and M1ft agreement (added from a test)" in text and "9876" in text
+        manifest = json.loads((run / "manifest.json").read_text())  # the skipped stages keep their seconds
+        assert manifest == json.loads((runs[0] / "manifest.json").read_text()) and manifest["total_s"] > 0
+        assert "Seconds per stage" in text and "finetune toy-m1__toy-m2/self" in text
         with pytest.raises(SelfsimError, match="^experiment 'agreement' is already registered; choose another name$"):
             register("agreement", agreement, Agreement)
     finally:

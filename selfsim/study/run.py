@@ -43,8 +43,10 @@ class Study:
         pairs = [self.run_pair(a, b, ex, primary=i == 0) for i, (a, b) in enumerate(self.config.model_pairs())]
         results = StudyResults(config=self.config.to_dict(), pairs=pairs, spread=spread(pairs), paper=dict(PAPER))
         write_json(self.out / "results.json", results.to_dict())
-        timings = self.stages.timings
-        write_json(self.out / "manifest.json", {"timings_s": timings, "total_s": round(sum(timings.values()), 2)})
+        manifest = self.out / "manifest.json"
+        earlier = read_json(manifest).get("timings_s", {}) if manifest.exists() else {}
+        timings = {**earlier, **self.stages.timings}  # a resumed run keeps the seconds of the stages it skipped
+        write_json(manifest, {"timings_s": timings, "total_s": round(sum(timings.values()), 2)})
         from selfsim.report import build_study_report
 
         build_study_report(self.out)
