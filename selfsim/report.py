@@ -123,10 +123,10 @@ def _slug(name: str, taken: set[str]) -> str:
 
 def write_report(
     figures: list[tuple[str, go.Figure]], tables: list[tuple[str, pd.DataFrame]], out: Path, title: str,
-    notes: list[str] | None = None,
+    notes: list[str] | None = None, lead: list[str] | None = None,
 ) -> Path:
-    """Write one self-contained HTML page: plotly.js inlined once, the `notes` (plain sentences) as a list,
-    then each figure and table under its name."""
+    """Write one self-contained HTML page: plotly.js inlined once, the `lead` paragraphs first, the `notes`
+    (plain sentences) as a list, then each figure and table under its name."""
     out = Path(out)
     parts = [
         "<!DOCTYPE html>",
@@ -136,6 +136,7 @@ def write_report(
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}</style>",
         f"</head><body><h1>{html.escape(title)}</h1>",
     ]
+    parts += [f"<p>{html.escape(paragraph)}</p>" for paragraph in lead or []]
     if notes:
         parts.append("<h2>Reading the numbers</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
     ids: set[str] = set()
@@ -296,6 +297,15 @@ def _timings_table(run_dir: Path) -> list[tuple[str, pd.DataFrame]]:
              "so that the same seed gives the same bytes)", pd.DataFrame.from_records(rows))]
 
 
+def _lead(results: StudyResults) -> list[str]:
+    """The report's opening paragraphs, from every experiment that gives them (the verdict, one per model)."""
+    pair, out = results.primary, []
+    for name, experiment in EXPERIMENTS.items():
+        if experiment.lead is not None and name in pair.experiments:
+            out += experiment.lead(pair.experiments[name], results)
+    return out
+
+
 def build_study_report(run_dir: Path) -> Path:
     """Write run_dir/report.html from run_dir/results.json and any plotly JSON in run_dir/figures/: the core
     figures and tables, then each experiment's section, headline rows and notes (`selfsim.results.EXPERIMENTS`;
@@ -342,4 +352,4 @@ def build_study_report(run_dir: Path) -> Path:
         *_timings_table(run_dir),
     ]
     return write_report(figures, tables, run_dir / "report.html", f"selfsim study: {results.config['name']}",
-                        notes=_notes(results))
+                        notes=_notes(results), lead=_lead(results))

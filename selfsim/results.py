@@ -173,8 +173,8 @@ class Experiment:
     `run(context)` (a `selfsim.study.experiments.PairContext`) returns an instance of the dataclass `result`, which
     results.json stores under `PairResult.experiments[name]` (with `module`, the registering module, in
     `PairResult.origins[name]`); `section(result, pair)` draws it in the report as [(title, figure or DataFrame)],
-    `headline(result, results)` adds rows to the report's headline table and `notes(result, results)` sentences
-    to its notes.
+    `headline(result, results)` adds rows to the report's headline table, `notes(result, results)` sentences
+    to its notes and `lead(result, results)` paragraphs to the report's opening, above everything else.
     """
 
     name: str
@@ -184,6 +184,7 @@ class Experiment:
     section: Callable[[Any, PairResult], list[tuple[str, Any]]] | None = None
     headline: Callable[[Any, StudyResults], list[dict[str, Any]]] | None = None
     notes: Callable[[Any, StudyResults], list[str]] | None = None
+    lead: Callable[[Any, StudyResults], list[str]] | None = None
 
 
 # The built-in experiments register themselves when selfsim.study.experiments is imported (on first lookup);

@@ -65,11 +65,11 @@ class PairContext:
 
 
 def register(name: str, run: Callable[[PairContext], Any], result: type[Any], section: Section | None = None, *,
-             headline: Headline | None = None, notes: Notes | None = None) -> Experiment:
+             headline: Headline | None = None, notes: Notes | None = None, lead: Notes | None = None) -> Experiment:
     """Add experiment `name` to the primary pair's run order: `run(context)` returns a `result` dataclass (how
-    results.json stores and decodes it); `section`, `headline` and `notes` draw it in the report (see
+    results.json stores and decodes it); `section`, `headline`, `notes` and `lead` draw it in the report (see
     `selfsim.results.Experiment`). A taken name is a SelfsimError."""
     if not (isinstance(result, type) and dataclasses.is_dataclass(result)):
         raise SelfsimError(f"experiment {name!r}: result must be a dataclass type, got {result!r}")
     module = getattr(run, "__module__", None) or "__main__"
-    return EXPERIMENTS.register(name, Experiment(name, run, result, module, section, headline, notes))
+    return EXPERIMENTS.register(name, Experiment(name, run, result, module, section, headline, notes, lead))

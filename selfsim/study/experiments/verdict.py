@@ -94,7 +94,7 @@ def paragraph(label: str, mv: Any, v: Any) -> str:
     moved = f"{gate.effect:.2f} [{gate.ci_low:.2f}, {gate.ci_high:.2f}], n={gate.n}" if gate else "not measured"
     edit = show(EDIT_TRANSFER)
     edit_status = "decisive" if EDIT_TRANSFER_VALIDATED else "not yet validated on planted models, so it does not decide"
-    return (f"{label} model {mv.model}, property {v.property}: **{v.verdict}**. Interchange at g's node inside H(P) "
+    return (f"{label} model {mv.model}, property {v.property}: {v.verdict.upper()}. Interchange at g's node inside H(P) "
             f"(rate that H answers f(M(P')), excess over each control, 95% CI): at P's copy {show(INTERCHANGE_COPY)}; at "
             f"H's final position {show(INTERCHANGE_FINAL)}. {mv.localisation.summary()}; the node moves the object "
             f"answer for this property at {moved}. Edit transfer ({edit_status}): {edit}. Rule: {v.reason}.")
@@ -134,4 +134,4 @@ def notes(result: VerdictStudy, results: StudyResults) -> list[str]:
             "lens are diagnostics and never decide."]
 
 
-register("verdict", verdict, VerdictStudy, section, headline=headline, notes=notes)
+register("verdict", verdict, VerdictStudy, section, headline=headline, notes=notes, lead=lead)
