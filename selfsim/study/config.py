@@ -151,12 +151,13 @@ def _smollm2() -> StudyConfig:
 
 def _smollm2_gpu() -> StudyConfig:
     # The paper's scale on one GPU: 1000 training prompts per task, 1 epoch, LoRA r=32 at lr 1e-4 (the paper's
-    # preset), bf16, every layer in the interp battery. NOT run on this project's CPU machines.
+    # preset), bf16, every layer in the interp battery; only generated tasks, so a fresh machine needs no paper
+    # rows (animals_long is the paper's held-out task even though the untrained SmolLM2 mostly answers "The").
+    # NOT run on this project's CPU machines.
     return replace(
-        _smollm2(), name="smollm2-gpu", train_tasks=("colors_long", "countries_long", "wikipedia_long"),
-        test_tasks=("english_words_long", "stories_sentences"),
-        properties=("first_word", "first_character", "second_character", "starts_with_vowel"), n_train=3000, n_eval=1000,
-        scaling=(300, 1000), full_control=(1000,), calibration_prompts=100, calibration_samples=20, epochs=1.0,
+        _smollm2(), name="smollm2-gpu", test_tasks=("english_words_long", "animals_long"),
+        properties=("first_word", "first_character", "second_character", "starts_with_vowel"), n_train=2000, n_eval=1000,
+        scaling=(250, 500, 1000), full_control=(1000,), calibration_prompts=100, calibration_samples=20, epochs=1.0,
         batch_size=32, lr=1e-4, full_lr=1e-5, gen_batch_size=64, interp_prompts=96, interp_layers=0, dtype="bfloat16",
         device_map="auto",
     )

@@ -83,6 +83,14 @@ def test_miniature_of_the_smollm2_preset_runs_every_unit_on_a_cross_family_pair(
     assert (out / "results.json").read_bytes() == first
 
 
+def test_every_preset_passes_its_task_checks_on_a_fresh_machine() -> None:
+    from selfsim.study.config import PRESETS, preset
+    from selfsim.study.preflight import check_tasks
+
+    for name in PRESETS:
+        check_tasks(preset(name))  # generated tasks only: no paper rows needed
+
+
 def test_the_same_model_twice_is_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from selfsim.toy.registry import resolve
 
