@@ -14,11 +14,13 @@ claim created are removed again by `release` when the command fails before writi
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from selfsim.errors import SelfsimError
 
@@ -71,6 +73,8 @@ def _resolve(path: str | Path, flag: str) -> Path:
         raise SelfsimError(f"{flag} {path} cannot be used: a symbolic-link loop in the path") from None
     except OSError as exc:
         raise SelfsimError(f"{flag} {path} cannot be used: {describe_os_error(exc)}") from None
+    except ValueError as exc:  # an embedded NUL byte
+        raise SelfsimError(f"{flag} {path!r} is not a usable path ({exc})") from None
 
 
 def _existing_ancestors(path: Path) -> list[Path]:
@@ -112,6 +116,20 @@ def _check_parent_writable(path: Path, shown: str | Path, flag: str) -> None:
         raise SelfsimError(f"{flag} {shown} cannot be written: no write permission in {parent}")
 
 
+def _one_line(claim: Callable[..., Path]) -> Callable[..., Path]:
+    """A file-system error while checking a claim (a name too long, an unreadable parent) is one line naming the path."""
+
+    @functools.wraps(claim)
+    def wrapped(path: str | Path, **kwargs: Any) -> Path:
+        try:
+            return claim(path, **kwargs)
+        except OSError as exc:
+            raise SelfsimError(f"{kwargs.get('flag', '--out')} {path} cannot be used: {describe_os_error(exc)}") from None
+
+    return wrapped
+
+
+@_one_line
 def claim_dir(path: str | Path, *, flag: str = "--out", reads: Iterable[str | Path] = ()) -> Path:
     """Check that an output directory may be written, then create it with the marker; return it (as given).
 
@@ -146,6 +164,7 @@ def claim_dir(path: str | Path, *, flag: str = "--out", reads: Iterable[str | Pa
     return shown
 
 
+@_one_line
 def claim_file(
     path: str | Path,
     *,
@@ -260,6 +279,8 @@ def os_error_line_of(exc: BaseException) -> str | None:
     if _ENOSPC_TEXT.search(text):
         first = next((line.strip() for line in text.splitlines() if line.strip()), "")
         return f"No space left on device (ENOSPC) while writing ({type(exc).__name__}: {first[:200]}); free some space and rerun: finished work is kept and resumes"
+    if "PytorchStreamWriter failed writing" in text:  # torch.save's wrapped write error (a full disk, most often)
+        return f"a file write failed in torch.save ({text.splitlines()[0][:200]}); check free space and rerun: finished work resumes"
     if isinstance(exc, RuntimeError) and text.startswith("Symlink loop"):
         return f"{text}: a symbolic-link loop in the path"
     return None

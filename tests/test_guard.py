@@ -103,6 +103,8 @@ def writers(target: Path, tmp: Path) -> dict[str, list[str]]:
         "models derive": ["models", "derive", "toy-m1", "--out", t, "--measure", "0"],
         "models derive --json": ["models", "derive", "toy-m1", "--out", str(tmp / "m2"), "--json", f],
         "toy build": ["toy", "build", "--only", "toy-m3", "--steps", "1", "--out", t],
+        "verdict": ["verdict", "--planted", "--out", t],
+        "verdict on a model": ["verdict", "--model", "toy-m1", "--adapter", t, "--examples", ex, "--out", t],
     }
 
 
@@ -194,6 +196,10 @@ def test_symlink_loop_and_unwritable_parent_are_one_line(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(SelfsimError, match="is a file, not a directory"):
         guard.claim_dir(tmp_path / "file" / "out")
+    with pytest.raises(SelfsimError, match="File name too long"):
+        guard.claim_dir(tmp_path / ("x" * 300) / "out")
+    with pytest.raises(SelfsimError, match="not a usable path"):
+        guard.claim_file(f"{tmp_path}/a\x00b.json")
 
 
 def test_an_empty_existing_directory_and_older_runs_by_marker(tmp_path):
