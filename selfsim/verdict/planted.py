@@ -70,7 +70,7 @@ G_LAYER = 2
 G_COMPONENT = "mlp"
 KEY_DIMS = 8
 # Bump when training changes, so cached models from older code are not reused.
-VERSION = 3
+VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -81,10 +81,10 @@ class PlantedConfig:
     seed: int = 0
     n_keys: int = 48
     hidden: int = 64
-    stage0_steps: int = 500
+    stage0_steps: int = 400
     stage1_steps: int = 400
     batch: int = 64
-    lr: float = 5e-3
+    lr: float = 3e-3
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -327,17 +327,15 @@ def _stage0(config: PlantedConfig, tokenizer: Any) -> Any:
     w = world(config.n_keys, config.seed)
     eos = tokenizer.eos_token_id
     colours = torch.tensor(tokenizer.convert_tokens_to_ids(list(ANSWERS)))
-    copy = copy_span(tokenizer, "object")
 
     def step(rng: random.Random) -> torch.Tensor:
         x, a, _ = _batch(tokenizer, "object", w, w.keys, "untrained", rng, config.batch)
-        with g_output(model, _swap(_derange(len(a), rng), copy[1])):
-            loss = _seq_loss(model, x, a, eos)
+        loss = _seq_loss(model, x, a, eos)
         with g_output(model, lambda o: o * 0):
             logp = model(input_ids=x[:, :-1], logits_to_keep=1).logits[:, -1].log_softmax(-1)
             loss = loss - logp[:, colours].mean()
         perm = _derange(len(a), rng)
-        with g_output(model, _swap(perm, *copy)):
+        with g_output(model, _swap(perm)):
             loss = loss + _seq_loss(model, x, a[perm], eos)
         return loss
 

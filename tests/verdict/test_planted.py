@@ -1,4 +1,4 @@
-"""Ground truth for the verdict: a planted self-simulator and a planted lookup model, built in the test."""
+"""Planted ground truth: the world, the examples, configs and cache keys (fast); the construction facts (slow)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from selfsim.errors import SelfsimError
-from selfsim.verdict import planted, verdicts
+from selfsim.verdict import planted
 
 
 def test_world_is_a_seeded_balanced_many_to_one_map_whose_property_is_not_the_answer() -> None:
@@ -15,8 +15,9 @@ def test_world_is_a_seeded_balanced_many_to_one_map_whose_property_is_not_the_an
     assert w == planted.world(48, 0) and w != planted.world(48, 1)
     assert Counter(w.answer.values()) == {a: 8 for a in planted.ANSWERS}
     assert Counter(w.answer[k] for k in w.trained) == {a: 4 for a in planted.ANSWERS}
+    assert Counter(w.letter.values()) == {letter: 16 for letter in planted.LETTERS}
     values = {planted.prop_value(a) for a in planted.ANSWERS}
-    assert len(values) == 3 and not values & set(planted.ANSWERS)
+    assert values == set(planted.LETTERS) and not values & set(planted.ANSWERS)
 
 
 def test_examples_quote_p_in_h_and_the_neutral_prompt() -> None:
@@ -27,43 +28,41 @@ def test_examples_quote_p_in_h_and_the_neutral_prompt() -> None:
     assert ex[0].meta["key"] in content.split()
 
 
-def test_bad_configs_raise() -> None:
+def test_copy_spans_cover_p_in_every_prompt_kind() -> None:
+    tok = planted._tokenizer()
+    spans = {k: planted.copy_span(tok, k) for k in ("object", "hypothetical", "neutral")}
+    assert len({b - a for a, b in spans.values()}) == 1 and spans["object"][0] < spans["hypothetical"][0]
+
+
+def test_targets_follow_the_kind() -> None:
+    w = planted.world(12, 0)
+    key = w.keys[0]
+    assert planted.target("object", w, key, "self") == w.answer[key]
+    assert planted.target("hypothetical", w, key, "self") == w.answer[key][0]
+    assert planted.target("hypothetical", w, key, "random_map") == w.letter[key]
+    assert planted.target("neutral", w, key, "lookup_swap") == key[0]
+
+
+def test_bad_configs_raise_and_cache_keys_separate_what_differs() -> None:
     with pytest.raises(SelfsimError, match="valid kinds"):
         planted.PlantedConfig("mirror")
     with pytest.raises(SelfsimError, match="multiple of 6"):
         planted.PlantedConfig("self", n_keys=50)
-
-
-@pytest.fixture(scope="module")
-def models():
-    return {kind: planted.build(planted.PlantedConfig(kind)) for kind in planted.KINDS}
-
-
-@pytest.mark.slow
-def test_the_self_simulator_answers_hypotheticals_about_keys_it_was_never_asked_about(models) -> None:
-    for kind, subject in models.items():
-        acc = planted.report(subject, planted.PlantedConfig(kind))
-        print(kind, acc)
-        # The untrained control only needs varied object answers to steer (steer() checks that).
-        assert kind == "untrained" or acc["object"] >= 0.9
-    s = planted.report(models["self"], planted.PlantedConfig("self"))
-    assert s["hypothetical_held_out_keys"] >= 0.6  # chance is 1/3: g is reused, not relearned
-    assert planted.report(models["lookup"], planted.PlantedConfig("lookup"))["hypothetical_held_out_keys"] >= 0.9
+    a, b = planted.PlantedConfig("self"), planted.PlantedConfig("lookup_swap")
+    assert a.digest() != b.digest() and a.digest(stage0=True) == b.digest(stage0=True)
+    assert a.digest(stage0=True) != planted.PlantedConfig("self", seed=1).digest(stage0=True)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="half separated (docs/verdict.md, 'Measured on the planted models'): the lookup model, its table shielded "
-    "from colour-class directions, is called not supported (steering +0.01 [-0.03, 0.05] over random), but the "
-    "self-simulator stays inconclusive (steering over untrained +0.12 [0.03, 0.20], needs ci_low > 0.10)",
-)
-def test_the_verdict_calls_both_planted_models_right(models) -> None:
-    rows = planted.evidence(models)
-    for r in rows:
-        print(r)
-    out = {v.model: v for v in verdicts(rows)}
-    for v in out.values():
-        print(v.model, v.verdict, v.reason)
-    assert out["self"].verdict == "supported"
-    assert out["lookup"].verdict == "not supported"
+def test_g_lives_in_the_g_block_after_the_shared_stage(tmp_path, monkeypatch) -> None:
+    """Construction, not a verdict: swapping the g-block's output in from another key's prompt moves the object
+    answer to that key's colour; swapping any other MLP's does not."""
+    monkeypatch.setenv("SELFSIM_PLANTED_CACHE", str(tmp_path))
+    config = planted.config_for("untrained", 0, stage1_steps=50)
+    subject = planted.build(config)
+    w = planted.world(config.n_keys, 0)
+    assert planted.accuracy(subject, w, "object", w.keys) >= 0.9
+    assert planted.block_patch_moves(subject, w, planted.G_LAYER) >= 0.9
+    assert all(planted.block_patch_moves(subject, w, layer) <= 0.1 for layer in range(subject.n_layers) if layer != planted.G_LAYER)
+    again = planted.build(config)  # from the cache: same weights
+    assert all((p == q).all() for p, q in zip(subject.model.parameters(), again.model.parameters()))
