@@ -3,7 +3,7 @@
 The miniature keeps the smollm2 preset's wording (paper dialect), tasks and experiment units and shrinks the
 prompt counts and steps. Its models are tiny random Llamas with a byte-level BPE chat tokenizer (a tokenizer
 unlike the toy models' word-level one) of DIFFERENT depths (3 and 2 layers), each answering in words (" fox" or
-" red", by the sign of one hidden unit), so that a cross-family pair runs every stage, the interp battery
+" red", varying with the prompt), so that a cross-family pair runs every stage, the interp battery
 included, in seconds. SmolLM2 itself runs the full preset (docs/smollm2.md); tests/test_smollm2.py fetches it.
 """
 
@@ -26,10 +26,13 @@ MINIATURE = ["--n-train", "4", "--n-eval", "8", "--scaling", "2", "--full-contro
 
 
 def save_bpe_llama(out: Path, layers: int, seed: int) -> Path:
-    """A random tiny Llama (hidden 32, `layers` layers) with the tests' byte-level BPE chat tokenizer, whose untied
-    head can only say " fox" or " red" (by the sign of one hidden unit): answers are words, as a chat model's are."""
+    """A random tiny Llama (hidden 32, `layers` layers) with the tests' byte-level BPE chat tokenizer whose untied
+    head says only " fox" or " red", split at the median of the top principal component of its final hidden
+    states on english_words_long prompts: answers are words and vary with the prompt, as a chat model's do."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    from selfsim.tasks import generate
 
     from bpe_tiny import build_bpe_tokenizer
 
@@ -40,11 +43,19 @@ def save_bpe_llama(out: Path, layers: int, seed: int) -> Path:
         num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=False,
         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
     )
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM(config).eval()
+    fit = generate("english_words_long", "first_word", 40, seed=99, dialect="paper")
     with torch.no_grad():
+        hidden = torch.stack([model.model(tok(tok.apply_chat_template(e.object_messages, tokenize=False, add_generation_prompt=True),
+                                              return_tensors="pt", add_special_tokens=False).input_ids).last_hidden_state[0, -1]
+                              for e in fit])
+        mean = hidden.mean(0)
+        w = torch.linalg.svd(hidden - mean, full_matrices=False).Vh[0]
+        w = w / (hidden - mean).matmul(w).std()
+        lift = 50.0 * mean / (mean @ mean)  # both words far above every other token
         head = torch.zeros_like(model.lm_head.weight)
-        head[tok.convert_tokens_to_ids("Ġfox"), seed % 32] = 50.0
-        head[tok.convert_tokens_to_ids("Ġred"), seed % 32] = -50.0
+        head[tok.convert_tokens_to_ids("Ġfox")] = w + lift
+        head[tok.convert_tokens_to_ids("Ġred")] = hidden.matmul(w).median() * mean / (mean @ mean) + lift
         model.lm_head.weight.copy_(head)
     model.save_pretrained(out)
     tok.save_pretrained(out)
