@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from selfsim.errors import SelfsimError
+from selfsim.results import load_plugins
 from selfsim.study.config import StudyConfig
 
 
@@ -73,6 +74,7 @@ def check_models(config: StudyConfig, paths: dict[str, Path]) -> None:
 
 def preflight(config: StudyConfig, log: Callable[[str], None] = print) -> dict[str, Path]:
     """Run every check of `config` that can fail before the first finetune; return {model: local directory}."""
+    load_plugins(config.plugins)  # they may register the tasks and properties checked next
     check_tasks(config)
     pairs = config.model_pairs()
     names = list(dict.fromkeys(m for pair in pairs for m in pair))
