@@ -120,8 +120,37 @@ def hook_overhead(subject, examples, backends: list[str], repeats: int, sync) ->
     return out
 
 
+VARIANTS = ("batched", "batched_no_resume", "one_per_forward", "attribution")
+
+
+def spearman_ci(attribution: pd.DataFrame, exact: pd.DataFrame, resamples: int = 1000, seed: int = 0) -> list[float] | None:
+    """95% bootstrap interval (pairs resampled) of the cell Spearman of `compare_with_exact`."""
+    import numpy as np
+
+    from selfsim.errors import SelfsimError
+    from selfsim.interp.attribution import compare_with_exact
+
+    pairs = sorted(set(attribution.loc[attribution["informative"], "pair"]))
+    if len(pairs) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    by_pair_a = {k: g for k, g in attribution.groupby("pair")}
+    by_pair_e = {k: g for k, g in exact.groupby("pair")}
+    values = []
+    for _ in range(resamples):
+        pick = rng.choice(pairs, len(pairs))
+        # a resampled pair gets a fresh id, so a pair drawn twice counts twice
+        a = pd.concat([by_pair_a[k].assign(pair=i) for i, k in enumerate(pick)])
+        e = pd.concat([by_pair_e[k].assign(pair=i) for i, k in enumerate(pick)])
+        try:
+            values.append(float(compare_with_exact(a, e)["spearman_cells"].iloc[0]))
+        except SelfsimError:
+            continue
+    return [float(x) for x in np.nanpercentile(values, [2.5, 97.5])] if values else None
+
+
 def sweep_and_attribution(subject, examples, backend: str, repeats: int, sync, layers: tuple[int, ...] | None = None,
-                          warmup: bool = True) -> dict[str, float]:
+                          warmup: bool = True, variants: tuple[str, ...] = VARIANTS) -> dict[str, object]:
     """Batched sweep (resumed from the patched layer, and not) vs one patch per forward, and attribution vs the
     fastest exact sweep (`layers`: all when None); the rows of the batched and the one-per-forward sweeps must agree."""
     from selfsim.interp.attribution import attribution_rows, compare_with_exact
@@ -145,14 +174,29 @@ def sweep_and_attribution(subject, examples, backend: str, repeats: int, sync, l
         last["attribution"] = attribution_rows(setup, ("resid",), layers)
         return last["attribution"]
 
-    variants = {"batched": sweep(256, True), "batched_no_resume": sweep(256, False), "one_per_forward": sweep(1, False),
-                "attribution": attribute}
-    times = interleaved(variants, repeats, sync, warmup)
-    exact, single = last["256-True"], last["1-False"]
+    fns = {"batched": sweep(256, True), "batched_no_resume": sweep(256, False), "one_per_forward": sweep(1, False),
+           "attribution": attribute}
+    times: dict[str, float | None] = dict.fromkeys(VARIANTS)
+    times.update(interleaved({name: fns[name] for name in ("batched", *variants) if name in fns}, repeats, sync, warmup))
+    exact, single = last["256-True"], last.get("1-False")
     n_rows = len(exact) // 2
-    max_diff = float((exact["logit_diff"] - single["logit_diff"]).abs().max())
-    same_answers = bool(exact["answer"].equals(single["answer"]))
+    max_diff = max_prob_diff = same_answers = None
+    if single is not None:
+        max_diff = float((exact["logit_diff"] - single["logit_diff"]).abs().max())
+        max_prob_diff = float((exact["prob_donor"] - single["prob_donor"]).abs().max())  # nonzero even where tokens coincide
+        same_answers = bool(exact["answer"].equals(single["answer"]))
     from selfsim.errors import SelfsimError
+
+    def ratio(a: str, b: str) -> float | None:
+        return None if times[a] is None or times[b] is None else times[a] / times[b]  # pyright: ignore[reportOptionalOperand]
+
+    if "attribution" not in last:
+        return {"backend": backend, "patched_rows": n_rows, **{f"{k}_s": v for k, v in times.items()},
+                "one_per_forward_vs_batched": ratio("one_per_forward", "batched"),
+                "one_per_forward_vs_batched_no_resume": ratio("one_per_forward", "batched_no_resume"),
+                "batched_vs_one_per_forward_max_abs_logit_diff": max_diff,
+                "batched_vs_one_per_forward_max_abs_prob_donor": max_prob_diff,
+                "batched_vs_one_per_forward_same_answers": same_answers}
 
     try:
         comparison = compare_with_exact(last["attribution"], exact)
@@ -163,21 +207,23 @@ def sweep_and_attribution(subject, examples, backend: str, repeats: int, sync, l
         name: None if comparison is None else cast(comparison[name].iloc[0])
         for name, cast in (("n_cells", int), ("n_rows", int), ("spearman_cells", float), ("spearman_rows", float))
     }
-    best = min(times["batched"], times["batched_no_resume"])
+    fastest = "batched" if times["batched_no_resume"] is None or times["batched"] <= times["batched_no_resume"] else "batched_no_resume"  # pyright: ignore[reportOperatorIssue]
     return {
         "backend": backend,
         "patched_rows": n_rows,
         "batched_sweep_s": times["batched"],
         "batched_no_resume_sweep_s": times["batched_no_resume"],
         "one_per_forward_sweep_s": times["one_per_forward"],
-        "one_per_forward_vs_batched": times["one_per_forward"] / times["batched"],
-        "one_per_forward_vs_batched_no_resume": times["one_per_forward"] / times["batched_no_resume"],
+        "one_per_forward_vs_batched": ratio("one_per_forward", "batched"),
+        "one_per_forward_vs_batched_no_resume": ratio("one_per_forward", "batched_no_resume"),
         "batched_vs_one_per_forward_max_abs_logit_diff": max_diff,
+        "batched_vs_one_per_forward_max_abs_prob_donor": max_prob_diff,
         "batched_vs_one_per_forward_same_answers": same_answers,
         "attribution_s": times["attribution"],
-        "exact_vs_attribution": best / times["attribution"],
-        "exact_one_per_forward_vs_attribution": times["one_per_forward"] / times["attribution"],
+        "exact_vs_attribution": ratio(fastest, "attribution"),
+        "exact_one_per_forward_vs_attribution": ratio("one_per_forward", "attribution"),
         **agreement,
+        "spearman_cells_ci95": None if comparison is None else spearman_ci(last["attribution"], exact),
     }
 
 
@@ -187,7 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", default=None, help="a checkpoint (toy-m1, a directory) instead of a random model")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--dtype", default="float32", help="float32 (default) or bfloat16")
-    parser.add_argument("--backends", default="hooks,nnsight,tlens", help="comma list (default hooks,nnsight,tlens)")
+    parser.add_argument("--backends", default="hooks,nnsight,tlens", help="comma list of overhead backends, '' for none (default hooks,nnsight,tlens)")
     parser.add_argument("--sweep-backend", default="hooks", help="backend of the sweep and attribution figures (default hooks)")
     parser.add_argument("--pairs", type=int, default=8, help="object prompts / patching pairs (default 8)")
     parser.add_argument("--repeats", type=int, default=3, help="timing rounds of the sweeps (default 3)")
@@ -196,6 +242,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dialect", default=None, help="examples' dialect: toy, paper (default: paper for a non-toy --model, else toy)")
     parser.add_argument("--layers", default=None, help="comma list of the sweep's layers (default all)")
     parser.add_argument("--no-warmup", action="store_true", help="time the sweeps' first calls (slow models: one round only)")
+    parser.add_argument("--task", default=None, help="task of the first_word examples (default animals_long, paper: english_words_long)")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"comma list of timed variants besides batched (default {','.join(VARIANTS)})")
     args = parser.parse_args(argv)
 
     from selfsim.models import load_subject
@@ -208,16 +257,18 @@ def main(argv: list[str] | None = None) -> dict:
         subject = random_subject(args.config, args.device, args.dtype, Path(workdir.name))
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     dialect = args.dialect or ("paper" if args.model and not args.model.startswith("toy-") else "toy")
-    task = "english_words_long" if dialect == "paper" else "animals_long"
+    task = args.task or ("english_words_long" if dialect == "paper" else "animals_long")
     examples = generate(task, "first_word", n=args.pairs, seed=0, dialect=dialect)
     layers = tuple(int(x) for x in args.layers.split(",")) if args.layers else None
     result = {
         "model": subject.name, "device": args.device, "dtype": args.dtype, "pairs": args.pairs,
         "layers": subject.n_layers, "hidden": subject.hidden_size, "threads": torch.get_num_threads(),
         "dialect": dialect, "task": task, "sweep_layers": list(layers) if layers else "all",
-        "sweep": sweep_and_attribution(subject, examples, args.sweep_backend, args.repeats, sync, layers, not args.no_warmup),
+        "sweep": sweep_and_attribution(subject, examples, args.sweep_backend, args.repeats, sync, layers, not args.no_warmup,
+                                       tuple(v for v in args.variants.split(",") if v)),
     }
-    result["overhead"] = hook_overhead(subject, examples, args.backends.split(","), args.overhead_repeats, sync)
+    if args.backends:
+        result["overhead"] = hook_overhead(subject, examples, args.backends.split(","), args.overhead_repeats, sync)
     workdir.cleanup()
     text = json.dumps(result, indent=2)
     print(text)
