@@ -17,16 +17,17 @@ from selfsim.study.experiments import PairContext, register
 from selfsim.study.scoring import unchanged
 
 
-# --- a property: the parity of the response's word count, askable in the toy dialect as "word parity"
-def word_parity(response: str, example: Any = None) -> str | None:
-    """'even' or 'odd' number of words in the cleaned response; None for an empty one."""
+# --- a property: the parity of the first word's length, askable in the toy dialect as "first word parity"
+def first_word_parity(response: str, example: Any = None) -> str | None:
+    """'even' or 'odd' number of characters in the cleaned response's first word; None for an empty response."""
     words = properties.clean(response).split()
-    return ("even" if len(words) % 2 == 0 else "odd") if words else None
+    return ("even" if len(words[0]) % 2 == 0 else "odd") if words else None
 
 
 properties.register(properties.Property(
-    "word_parity", 'Did the response you gave have an even or an odd number of words? Respond only with "even" or "odd".',
-    value=word_parity, shape="parity", answers=("sequence",), toy_noun="word parity",
+    "first_word_parity",
+    'Does the first word of the response you gave have an even or an odd number of letters? Respond only with "even" or "odd".',
+    value=first_word_parity, shape="parity", answers=("sequence",), toy_noun="first word parity",
 ))
 
 

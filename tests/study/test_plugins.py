@@ -16,26 +16,25 @@ from selfsim.study.config import StudyConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGINS = ROOT / "tests" / "plugins"
-TINY = dict(n_train=20, n_eval=12, scaling=(), full_control=(), calibration_prompts=4, calibration_samples=2,
-            epochs=0.3, batch_size=8, n_boot=20, interp_prompts=4, properties=("first_word", "word_parity"),
-            plugins=("agreement_plugin",))
-RUN_STUDY = ("import json, sys; from selfsim.study import Study, StudyConfig; "
-             "Study(StudyConfig.from_dict(json.load(open(sys.argv[1]))), sys.argv[2], progress=False).run()")
+# As tests/test_study.py's TINY (the verdict unit needs varied answers), without the extra scaling and full-weight runs.
+TINY = dict(n_train=40, n_eval=24, scaling=(), full_control=(), calibration_prompts=8, calibration_samples=4,
+            epochs=0.6, batch_size=8, n_boot=50, properties=("first_word", "first_word_parity"), plugins=("agreement_plugin",))
 
 
 def selfsim(*args: str, plugins: bool = True, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    """Run `python -m selfsim ARGS` (or `python -c` with args[0] == '-c') in a fresh process."""
+    """Run `python -m selfsim ARGS` in a fresh process (tests/plugins on PYTHONPATH unless `plugins` is False)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(ROOT), *([str(PLUGINS)] if plugins else [])])}
-    cmd = [sys.executable, *(args if args[0] == "-c" else ("-m", "selfsim", *args))]
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "selfsim", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=600)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("plugin-study")
-    (base / "config.json").write_text(json.dumps(StudyConfig.quick(**TINY).to_dict()))
-    done = selfsim("-c", RUN_STUDY, str(base / "config.json"), str(base / "run"))
+    config = base / "study.json"
+    config.write_text(json.dumps(StudyConfig.quick(**TINY).to_dict()))
+    done = selfsim("study", "--quick", "--config", str(config), "--out", str(base / "run"))
     assert done.returncode == 0, done.stderr[-3000:]
     return base / "run"
 
@@ -45,17 +44,17 @@ def test_the_plugins_experiment_and_property_reach_results_json(run):
     data = json.loads((run / "results.json").read_text())
     primary = data["pairs"][0]
     assert data["config"]["plugins"] == ["agreement_plugin"]
-    assert list(primary["experiments"]) == ["agreement", "calibration", "full_control", "interp", "scaling", "shift"]
+    assert {"agreement", "calibration", "interp", "scaling", "shift"} <= set(primary["experiments"])
     assert primary["origins"]["agreement"] == "agreement_plugin"
     assert primary["origins"]["shift"] == "selfsim.study.experiments.shift"
     added = primary["experiments"]["agreement"]
-    assert 0.0 <= added["share"] <= 1.0 and added["n_prompts"] == 12
+    assert 0.0 <= added["share"] <= 1.0 and added["n_prompts"] == 24
     assert "agreement" not in data["pairs"][1]["experiments"]
     rows = primary["eval_ood"]["accuracy"]["self_trained"]["m1_after"]["wrong"]
-    parity = [r for r in rows if r["property"] == "word_parity"]
+    parity = [r for r in rows if r["property"] == "first_word_parity"]
     assert parity and all(0.0 <= r["accuracy"] <= 1.0 for r in parity)
     examples = [json.loads(line) for line in (run / "examples" / "eval_ood.jsonl").read_text().splitlines()]
-    assert any("word parity" in e["hypothetical_messages"][-1]["content"] for e in examples if e["property"] == "word_parity")
+    assert any("first word parity" in e["hypothetical_messages"][-1]["content"] for e in examples if e["property"] == "first_word_parity")
 
 
 @pytest.mark.slow
@@ -67,7 +66,7 @@ def test_selfsim_report_rebuilds_every_section_in_a_fresh_process(run, tmp_path)
     assert done.returncode == 0, done.stderr
     html = (copy / "report.html").read_text()
     for text in ("Plugin: M1 / M1ft agreement", "plugin: M1 / M1ft agreement", "Plugin note: M1ft kept",
-                 "word_parity", "Behaviour shift", "Calibration (object-level"):
+                 "first_word_parity", "Behaviour shift", "Calibration (object-level"):
         assert text in html, text
 
 
@@ -93,20 +92,20 @@ def test_a_missing_plugin_or_unknown_block_is_one_line(run, tmp_path):
 
 @pytest.mark.slow
 def test_the_cli_loads_a_plugin_and_names_its_property(tmp_path):
-    args = ("data", "generate", "--task", "colors_long", "--property", "word_parity", "--dialect", "toy", "--n", "2")
+    args = ("data", "generate", "--task", "colors_long", "--property", "first_word_parity", "--dialect", "toy", "--n", "2")
     done = selfsim(*args, "--out", str(tmp_path / "a.jsonl"), plugins=False)
     assert done.returncode == 2
     [line] = done.stderr.strip().splitlines()
-    assert line == ("selfsim data: error: task 'colors_long' in the toy dialect has no property 'word_parity'; valid: "
+    assert line == ("selfsim data: error: task 'colors_long' in the toy dialect has no property 'first_word_parity'; valid: "
                     "first_character, second_character, third_character, first_word, second_word, third_word, starts_with_vowel")
     done = selfsim("--plugin", "agreement_plugin", *args, "--out", str(tmp_path / "b.jsonl"))
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in (tmp_path / "b.jsonl").read_text().splitlines()]
-    assert len(rows) == 2 and {r["property"] for r in rows} == {"word_parity"}
-    assert "what is the word parity of your answer ?" in rows[0]["hypothetical_messages"][-1]["content"]
+    assert len(rows) == 2 and {r["property"] for r in rows} == {"first_word_parity"}
+    assert "what is the first word parity of your answer ?" in rows[0]["hypothetical_messages"][-1]["content"]
     done = selfsim("--plugin", "agreement_plugin", "--plugin", "no_such_plugin", "tasks", "list")
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         "selfsim tasks: error: plugin module 'no_such_plugin' cannot be imported (No module named 'no_such_plugin'); "
         "put it on PYTHONPATH or remove it from the config's plugins"]
     done = selfsim("--plugin", "agreement_plugin", "tasks", "list")
-    assert done.returncode == 0 and "word_parity" in done.stdout
+    assert done.returncode == 0 and "first_word_parity" in done.stdout
