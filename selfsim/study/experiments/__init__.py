@@ -11,6 +11,7 @@ from selfsim.study.experiments import full_control  # noqa: F401,E402
 from selfsim.study.experiments import calibration  # noqa: F401,E402
 from selfsim.study.experiments import shift  # noqa: F401,E402
 from selfsim.study.experiments import interp  # noqa: F401,E402
+from selfsim.study.experiments import verdict  # noqa: F401,E402
 # isort: on
 
 __all__ = ["EXPERIMENTS", "Experiment", "PairContext", "register"]

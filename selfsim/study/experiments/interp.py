@@ -85,9 +85,8 @@ def notes(result: Interp, results: StudyResults) -> list[str]:
     return [
         "The patching figure (object run on P' into the hypothetical run on H(P), final position) is shown for the "
         "untrained model too: at that position the object run already holds the answer token, so any model follows "
-        "the patch. It cannot tell self-simulation from a transplanted answer and is not evidence for either. No "
-        "self-simulation verdict is given yet: the planted-model check (docs/verdict.md) does not separate a "
-        "self-simulator from a lookup model so far."
+        "the patch. It cannot tell self-simulation from a transplanted answer and is not evidence for either. The "
+        "self-simulation verdict (the report's opening paragraphs) rests on interventions on g, never on this figure."
     ]
 
 

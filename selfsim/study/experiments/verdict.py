@@ -18,11 +18,11 @@ import pandas as pd
 from selfsim.results import PairResult, StudyResults
 from selfsim.study.experiments.base import PairContext, register
 
-# Object prompts per property (before those without a donor are dropped; the rule needs >= 20 items),
-# and the edit sets: small, to keep `make demo` within its budget.
-PROMPTS = 48
-N_SETS = 2
-PER_SET = 12
+# Object prompts per property: the study's `interp_prompts` (the rule needs >= 20 items per row, so the
+# quick preset's 24 may leave rows short: inconclusive). One edit set of at most 20 items: edit transfer
+# does not decide yet (docs/verdict.md), and each edit trains g's component, the stage's costliest part.
+N_SETS = 1
+PER_SET = 20
 SKIP_PROPERTIES = ("first_word",)
 
 
@@ -41,8 +41,8 @@ def verdict(ctx: PairContext) -> VerdictStudy:
 
     c, st = ctx.config, ctx.stages
     props = [p for p in c.properties if p not in SKIP_PROPERTIES] or list(c.properties)
-    chosen = [e for p in props for e in [e for e in ctx.examples["eval_ood"] if e.property == p][:PROMPTS]]
-    config = VerdictConfig(seed=c.seed, n_sets=N_SETS, per_set=PER_SET)
+    chosen = [e for p in props for e in [e for e in ctx.examples["eval_ood"] if e.property == p][: c.interp_prompts]]
+    config = VerdictConfig(seed=c.seed, n_sets=N_SETS, per_set=max(1, min(PER_SET, c.interp_prompts // 2)))
     tested = {"self": (ctx.m1, ctx.adapters["self"]), "cross": (ctx.m2, ctx.adapters["cross"])}
     out: dict[str, Any] = {}
     for label, (base, adapter) in tested.items():
@@ -63,13 +63,18 @@ def verdict(ctx: PairContext) -> VerdictStudy:
 def _verdicts(result: VerdictStudy) -> list[tuple[str, Any]]:
     from selfsim.verdict.run import ModelVerdict
 
-    return [(label, ModelVerdict.from_dict(d)) for label, d in result.models.items()]
+    order = [label for label in ("self", "cross") if label in result.models]
+    order += sorted(set(result.models) - set(order))
+    return [(label, ModelVerdict.from_dict(result.models[label])) for label in order]
 
 
 def paragraph(label: str, mv: Any, v: Any) -> str:
     """One paragraph: the verdict, the decisive effect with its CI over each control, where g was localised and
     how sharply, and what the non-deciding rows show."""
     from selfsim.verdict.rule import (
+        EDIT_DRIFT,
+        EDIT_OBJECT,
+        EDIT_RETAINED,
         EDIT_TRANSFER,
         EDIT_TRANSFER_VALIDATED,
         INTERCHANGE_COPY,
@@ -93,11 +98,15 @@ def paragraph(label: str, mv: Any, v: Any) -> str:
     gate = by.get((INTERCHANGE_OBJECT, "none"))
     moved = f"{gate.effect:.2f} [{gate.ci_low:.2f}, {gate.ci_high:.2f}], n={gate.n}" if gate else "not measured"
     edit = show(EDIT_TRANSFER)
+    gates = [f"{name} {by[(name, 'none')].effect:.2f}" for name in (EDIT_OBJECT, EDIT_RETAINED, EDIT_DRIFT) if (name, "none") in by]
+    if gates:
+        edit += f" (gates: {', '.join(gates)})"
     edit_status = "decisive" if EDIT_TRANSFER_VALIDATED else "not yet validated on planted models, so it does not decide"
     return (f"{label} model {mv.model}, property {v.property}: {v.verdict.upper()}. Interchange at g's node inside H(P) "
             f"(rate that H answers f(M(P')), excess over each control, 95% CI): at P's copy {show(INTERCHANGE_COPY)}; at "
             f"H's final position {show(INTERCHANGE_FINAL)}. {mv.localisation.summary()}; the node moves the object "
-            f"answer for this property at {moved}. Edit transfer ({edit_status}): {edit}. Rule: {v.reason}.")
+            f"answer for this property at {moved}. Edit transfer ({edit_status}): {edit}. Rule: {v.reason}. The "
+            f"diagnostics below (final-position patching, probes, logit lens) are shown for every model and never decide.")
 
 
 def lead(result: VerdictStudy, results: StudyResults) -> list[str]:
