@@ -1,7 +1,7 @@
 """The self-simulation verdict (docs/verdict.md) on the study's self-trained M1 and cross-trained M2.
 
 Each model is tested against the model it was finetuned from (never trained on hypotheticals) as the
-untrained control, on held-out-task prompts of every property whose value is not the answer token
+untrained control, on held-out-task prompts (at most MAX_PROMPTS) of every property whose value is not the answer token
 itself (first_word's value is: any model handed another answer token says it). g is localised from
 object runs; interchange at its node and edit transfer follow (`selfsim.verdict.run`). Every step is
 cached under verdict/<model>/, so a resumed study does not redo it. The report opens with one
@@ -18,9 +18,10 @@ import pandas as pd
 from selfsim.results import PairResult, StudyResults
 from selfsim.study.experiments.base import PairContext, register
 
-# Object prompts per property: the study's `interp_prompts` (the rule needs >= 20 items per row, so the
-# quick preset's 24 may leave rows short: inconclusive). One edit set of at most 20 items: edit transfer
+# Object prompts per property: the study's `interp_prompts`, at most MAX_PROMPTS to keep `make demo` within
+# its budget (the rule needs >= 20 items per row, so the quick preset's 24 may leave rows short: inconclusive). One edit set of at most 20 items: edit transfer
 # does not decide yet (docs/verdict.md), and each edit trains g's component, the stage's costliest part.
+MAX_PROMPTS = 48
 N_SETS = 1
 PER_SET = 20
 SKIP_PROPERTIES = ("first_word",)
@@ -41,8 +42,9 @@ def verdict(ctx: PairContext) -> VerdictStudy:
 
     c, st = ctx.config, ctx.stages
     props = [p for p in c.properties if p not in SKIP_PROPERTIES] or list(c.properties)
-    chosen = [e for p in props for e in [e for e in ctx.examples["eval_ood"] if e.property == p][: c.interp_prompts]]
-    config = VerdictConfig(seed=c.seed, n_sets=N_SETS, per_set=max(1, min(PER_SET, c.interp_prompts // 2)))
+    n = min(c.interp_prompts, MAX_PROMPTS)
+    chosen = [e for p in props for e in [e for e in ctx.examples["eval_ood"] if e.property == p][:n]]
+    config = VerdictConfig(seed=c.seed, n_sets=N_SETS, per_set=max(1, min(PER_SET, n // 2)))
     tested = {"self": (ctx.m1, ctx.adapters["self"]), "cross": (ctx.m2, ctx.adapters["cross"])}
     out: dict[str, Any] = {}
     for label, (base, adapter) in tested.items():
