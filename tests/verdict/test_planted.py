@@ -66,3 +66,18 @@ def test_g_lives_in_the_g_block_after_the_shared_stage(tmp_path, monkeypatch) ->
     assert all(planted.block_patch_moves(subject, w, layer) <= 0.1 for layer in range(subject.n_layers) if layer != planted.G_LAYER)
     again = planted.build(config)  # from the cache: same weights
     assert all((p == q).all() for p, q in zip(subject.model.parameters(), again.model.parameters()))
+
+
+def test_a_planted_model_saves_as_a_model_directory_the_cli_loads(tmp_path) -> None:
+    from selfsim.examples import Example
+    from selfsim.io import read_jsonl
+    from selfsim.models import Subject, load_subject
+
+    tok = planted._tokenizer()
+    model = planted._new_model(planted.PlantedConfig("untrained", hidden=32), tok).eval()
+    w = planted.world(12, 0)
+    path = planted.save(Subject("p", tmp_path, model, tok, "p"), tmp_path / "m", w, per_key=1)
+    loaded = load_subject(str(tmp_path / "m"))
+    assert all((a == b).all() for a, b in zip(model.parameters(), loaded.model.parameters()))
+    rows = [Example.from_dict(r) for r in read_jsonl(path)]
+    assert [r.meta["key"] for r in rows] == list(w.keys)
