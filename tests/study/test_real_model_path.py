@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "interp"))
 
 from selfsim.cli import main  # noqa: E402
 
-MINIATURE = ["--n-train", "4", "--n-eval", "8", "--scaling", "2", "--full-control", "2", "--calibration-prompts", "2",
+MINIATURE = ["--n-train", "4", "--n-eval", "24", "--lr", "1e-5", "--full-lr", "1e-6", "--scaling", "2", "--full-control", "2", "--calibration-prompts", "2",
              "--calibration-samples", "2", "--epochs", "1", "--batch-size", "4", "--n-boot", "20", "--interp-prompts", "8",
              "--interp-layers", "2", "--gen-batch-size", "4"]
 
