@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         except SelfsimError as exc:
             return fail(f"error: {exc}", 2)
         except KeyboardInterrupt:
+            interrupt.close_progress_bars()
             return fail(interrupt.MESSAGE, 130)
         except Exception as exc:  # noqa: BLE001 - only file-system errors become one line; anything else re-raises
             line = guard.os_error_line_of(exc)
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             return fail(f"error: {line}", 2)
         if state.interrupted:  # a Ctrl-C that some library swallowed still stops the command
+            interrupt.close_progress_bars()
             return fail(interrupt.MESSAGE, 130)
     guard.forget()
     return code

@@ -64,5 +64,18 @@ def handled() -> Iterator[State]:
         signal.signal(signal.SIGINT, previous)
 
 
+def close_progress_bars() -> None:
+    """Close every open tqdm bar now, so that none redraws itself after the interrupt's one line."""
+    tqdm_module = sys.modules.get("tqdm")
+    if tqdm_module is None:
+        return
+    for bar in list(getattr(tqdm_module.tqdm, "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001, S110 - a bar cut short in its own __init__ may not close; it stays silent
+            pass
+    sys.stderr.flush()
+
+
 def _silent(unraisable: Any) -> None:
     return None
