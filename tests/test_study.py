@@ -12,6 +12,8 @@ from selfsim.study.experiments.calibration import Calibration
 from selfsim.study.experiments.full_control import FullControl
 from selfsim.study.experiments.scaling import Scaling
 from selfsim.study.experiments.shift import Shift
+from selfsim.study.experiments.verdict import VerdictStudy
+from selfsim.verdict import VERDICTS
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +45,7 @@ def test_results_hold_every_experiment(runs):
     h = headline(pair)
     for key in ("untrained", "self_trained", "cross_trained", "untrained_m2", "mode_baseline", "cross_vs_own"):
         assert 0.0 <= h[key] <= 1.0
-    assert list(pair.experiments) == ["calibration", "full_control", "interp", "scaling", "shift"]
+    assert list(pair.experiments) == ["calibration", "full_control", "interp", "scaling", "shift", "verdict"]
     assert not results.pairs[1].experiments
     assert pair.origins == {name: f"selfsim.study.experiments.{name}" for name in pair.experiments}
     assert {r.n_train for r in pair.experiment(Scaling).rows} == {20, 40}
@@ -52,6 +54,9 @@ def test_results_hold_every_experiment(runs):
     assert all(0.0 <= c["mad"] <= 100.0 for c in (calib.untrained, calib.self_trained, calib.cross_trained))
     shift = pair.experiment(Shift)
     assert shift.changed and 0.0 <= shift.unchanged_share <= 1.0
+    verdict = pair.experiment(VerdictStudy)
+    assert set(verdict.models) == {"self", "cross"}
+    assert all(v["verdict"] in VERDICTS for m in verdict.models.values() for v in m["verdicts"])
     assert "total_s" in json.loads((runs[0] / "manifest.json").read_text())
 
 
@@ -62,6 +67,7 @@ def test_report_reads_its_numbers_from_the_run_directory(runs, tmp_path):
     from selfsim.report import build_study_report
 
     html = (runs[0] / "report.html").read_text()
+    assert html.index("self model self (toy-m1), property second_character:") < html.index("Reading the numbers")
     assert html.count("plotly.js v") == 1 and "Calibration" in html and "Behaviour shift" in html
     copy = tmp_path / "run"
     shutil.copytree(runs[0], copy)
