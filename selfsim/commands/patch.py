@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p.add_argument("--backend", default=DEFAULT_BACKEND,
                    help=f"tracing backend: {', '.join(BUILTIN)} or one registered by `selfsim --plugin MODULE` (default {DEFAULT_BACKEND})")
-    from selfsim.interp.metrics import DEFAULT_METRICS, DEFAULT_RANK_BY
+    from selfsim.interp.metric_defaults import DEFAULT_METRICS, DEFAULT_RANK_BY
 
     p.add_argument("--metric", action="append", default=None, metavar="NAME",
                    help=f"patching metric to compute (built-in or registered by `selfsim --plugin MODULE`); repeat for several "

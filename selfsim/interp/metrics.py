@@ -19,6 +19,9 @@ from dataclasses import dataclass
 
 import torch
 
+from selfsim.interp.metric_defaults import ATTRIBUTION_METRIC as ATTRIBUTION_METRIC
+from selfsim.interp.metric_defaults import DEFAULT_METRICS as DEFAULT_METRICS
+from selfsim.interp.metric_defaults import DEFAULT_RANK_BY as DEFAULT_RANK_BY
 from selfsim.registry import Registry
 
 MetricFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -47,9 +50,6 @@ class Metric:
 
 
 METRICS: Registry[Metric] = Registry("metric")
-DEFAULT_METRICS = ("logit_diff", "prob_donor", "flip")
-DEFAULT_RANK_BY = "flip"
-ATTRIBUTION_METRIC = "logit_diff"
 
 
 def register_metric(name: str, *, summary: str | None = None, delta: str | None = None,
