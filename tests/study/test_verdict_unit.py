@@ -47,3 +47,12 @@ def test_the_report_opens_with_one_paragraph_per_model_with_its_verdict_and_numb
     rows = headline(result, None)  # type: ignore[arg-type]
     assert [r["selfsim toy"] for r in rows] == [0.6, -0.05]
     assert EXPERIMENTS["verdict"].lead is lead
+
+
+def test_a_model_the_chain_cannot_run_on_is_reported_not_fatal():
+    result = VerdictStudy({"self": stored("m1+self", 0.6), "cross": {"model": "cross (m2)", "error": "no donors"}},
+                          {"self": "m1", "cross": "m2"})
+    paragraphs = lead(result, None)  # type: ignore[arg-type]
+    assert "SUPPORTED" in paragraphs[0] and paragraphs[1] == "cross model cross (m2): no verdict (INCONCLUSIVE): no donors"
+    (_, table), = section(result, None)  # type: ignore[arg-type]
+    assert list(table["model"]) == ["m1+self"] and len(headline(result, None)) == 1  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from selfsim.errors import SelfsimError
 from selfsim.results import PairResult, StudyResults
 from selfsim.study.experiments.base import PairContext, register
 
@@ -57,8 +58,11 @@ def verdict(ctx: PairContext) -> VerdictStudy:
             run_verdict(subject, chosen, where, untrained=untrained, config=config, label=f"{label} ({base})",
                         progress=st.progress)
 
-        st.stage(f"verdict {label}", where / "verdict.json", run)
-        out[label] = ModelVerdict.load(where).to_dict()
+        try:
+            st.stage(f"verdict {label}", where / "verdict.json", run)
+            out[label] = ModelVerdict.load(where).to_dict()
+        except SelfsimError as exc:  # e.g. a model whose object answers do not vary: no donors, no verdict
+            out[label] = {"model": f"{label} ({base})", "error": str(exc)}
     return VerdictStudy(out, {label: base for label, (base, _) in tested.items()})
 
 
@@ -67,7 +71,7 @@ def _verdicts(result: VerdictStudy) -> list[tuple[str, Any]]:
 
     order = [label for label in ("self", "cross") if label in result.models]
     order += sorted(set(result.models) - set(order))
-    return [(label, ModelVerdict.from_dict(result.models[label])) for label in order]
+    return [(label, ModelVerdict.from_dict(result.models[label])) for label in order if "error" not in result.models[label]]
 
 
 def paragraph(label: str, mv: Any, v: Any) -> str:
@@ -112,8 +116,10 @@ def paragraph(label: str, mv: Any, v: Any) -> str:
 
 
 def lead(result: VerdictStudy, results: StudyResults) -> list[str]:
-    """The report's opening: one paragraph per (tested model, property)."""
-    return [paragraph(label, mv, v) for label, mv in _verdicts(result) for v in mv.verdicts]
+    """The report's opening: one paragraph per (tested model, property); a model the chain could not run on says why."""
+    failed = [f"{label} model {d['model']}: no verdict (INCONCLUSIVE): {d['error']}"
+              for label, d in sorted(result.models.items(), key=lambda kv: kv[0] != "self") if "error" in d]
+    return [paragraph(label, mv, v) for label, mv in _verdicts(result) for v in mv.verdicts] + failed
 
 
 def section(result: VerdictStudy, pair: PairResult) -> list[tuple[str, Any]]:
