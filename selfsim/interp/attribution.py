@@ -7,13 +7,19 @@ gradient taken in the unpatched recipient run: one forward/backward over the rec
 every site) and one read pass over the donors give estimates for all layers x positions at once.
 The gradient of the metric summed over rows is each row's own gradient (rows do not interact).
 `compare_with_exact` ranks the estimates against exact single-position patching (`positions="each"`).
+
+`method="atp*"` applies AtP*'s QK fix (Kramar et al. 2024): a resid or mlp patch at layer L enters the residual
+stream at one position, and the next layer's attention block (its norm, queries, keys, values and softmax) is
+recomputed exactly with the patched residual, so saturated attention patterns are not linearised; only what
+lies downstream of that block (and the residual path into it) is. On the last layer, and for attn patches
+(whose change passes the layer's MLP first), atp* equals atp.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -28,6 +34,9 @@ if TYPE_CHECKING:
     from selfsim.models import Subject
 
 CELL_KEYS = ["model", "direction", "component", "target", "layer", "position", "order"]
+METHODS = ("atp", "atp*")
+DEFAULT_METHOD = "atp*"
+QK_COMPONENTS = ("resid", "mlp")
 
 
 @contextmanager
@@ -41,15 +50,89 @@ def grad_from_embeddings(subject: Subject) -> Iterator[None]:
         handle.remove()
 
 
+@contextmanager
+def next_attention_inputs(subject: Subject, layers: Sequence[int]) -> Iterator[dict[int, dict[str, torch.Tensor]]]:
+    """Capture, for each layer L in `layers`, layer L+1's rotary cos/sin, attention output before o_proj (`z`)
+    and residual stream after attention (`mid`), the latter two as graph tensors."""
+    captured: dict[int, dict[str, torch.Tensor]] = {layer: {} for layer in layers}
+    handles = []
+
+    def keep(layer: int, name: str):
+        def hook(module, args, kwargs=None):
+            if name == "rotary":
+                cos, sin = (kwargs or {})["position_embeddings"]
+                captured[layer]["cos"], captured[layer]["sin"] = cos, sin
+            else:
+                captured[layer][name] = args[0] if args else next(iter((kwargs or {}).values()))
+        return hook
+
+    try:
+        for layer in layers:
+            block: Any = subject.module(f"model.layers.{layer + 1}")
+            handles.append(block.register_forward_pre_hook(keep(layer, "rotary"), with_kwargs=True))
+            handles.append(block.self_attn.o_proj.register_forward_pre_hook(keep(layer, "z")))
+            handles.append(block.post_attention_layernorm.register_forward_pre_hook(keep(layer, "mid")))
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def attention_z(block: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                allowed: torch.Tensor) -> torch.Tensor:
+    """A Llama decoder block's attention output before o_proj, [n, T, heads*head_dim], for residual input x
+    [n, T, d] (eager softmax; `allowed` [n, T, T] marks the keys each query may read)."""
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, repeat_kv
+
+    attn = block.self_attn
+    n, t, _ = x.shape
+    h = block.input_layernorm(x)
+    q = attn.q_proj(h).view(n, t, -1, attn.head_dim).transpose(1, 2)
+    k = attn.k_proj(h).view(n, t, -1, attn.head_dim).transpose(1, 2)
+    v = attn.v_proj(h).view(n, t, -1, attn.head_dim).transpose(1, 2)
+    q, k = apply_rotary_pos_emb(q, k, cos, sin)
+    k, v = repeat_kv(k, attn.num_key_value_groups), repeat_kv(v, attn.num_key_value_groups)
+    scores = (q @ k.transpose(2, 3)) * attn.scaling
+    scores = scores.masked_fill(~allowed[:, None], torch.finfo(scores.dtype).min)
+    return (scores.softmax(-1) @ v).transpose(1, 2).reshape(n, t, -1)
+
+
+def qk_fixed(block: Any, x: torch.Tensor, delta: torch.Tensor, positions: torch.Tensor,
+             cos: torch.Tensor, sin: torch.Tensor, allowed: torch.Tensor, grad_z: torch.Tensor,
+             grad_mid: torch.Tensor, chunk: int = 32) -> torch.Tensor:
+    """AtP* estimate of adding delta [n, d] to the residual x [n, T, d] at `positions` [n]: the next attention
+    block exactly, then first order (grad_z [n, T, hd] of its pre-o_proj output, grad_mid [n, d] at the position)."""
+    out = torch.empty(len(x))
+    ar = torch.arange(len(x))
+    with torch.no_grad():
+        for s in range(0, len(x), chunk):
+            i = ar[s:s + chunk]
+            xc = x[i].float()
+            patched = xc.clone()
+            patched[torch.arange(len(i)), positions[i]] += delta[i]
+            c, si = cos[i].float(), sin[i].float()
+            dz = attention_z(block, patched, c, si, allowed[i]) - attention_z(block, xc, c, si, allowed[i])
+            out[i] = ((dz * grad_z[i].float()).sum((1, 2)) + (delta[i] * grad_mid[i].float()).sum(-1)).cpu()
+    return out
+
+
 def attribution_rows(setup: Setup, components: Sequence[str], layers: Sequence[int], target: str = "own",
-                     metric: str = ATTRIBUTION_METRIC) -> pd.DataFrame:
+                     metric: str = ATTRIBUTION_METRIC, method: str = DEFAULT_METHOD) -> pd.DataFrame:
     """Estimated change of `metric` (a differentiable registered metric, default logit_diff) for every
-    pair x component x layer x single aligned position."""
+    pair x component x layer x single aligned position, by `method` (atp, or atp* with the QK fix)."""
     if target not in setup.tokens:
         raise SelfsimError(f"unknown target {target!r}; valid targets are {', '.join(setup.tokens)}")
+    if method not in METHODS:
+        raise SelfsimError(f"unknown attribution method {method!r}; valid methods are {', '.join(METHODS)}")
     fn = differentiable(metric).fn
+    n_layers = setup.subject.n_layers
+    fixed = sorted({layer for layer in layers if layer + 1 < n_layers}) if method == "atp*" and any(
+        c in QK_COMPONENTS for c in components) else []
+    if fixed and not all(hasattr(setup.subject.module(f"model.layers.{layer + 1}"), "self_attn") for layer in fixed):
+        raise SelfsimError(f"atp* needs Llama-style decoder layers (self_attn); {setup.model} has none, use method='atp'")
+    resid_sites = {layer: setup.subject.site(layer) for layer in fixed}
     sites = {(c, layer): setup.subject.site(layer, c) for c in components for layer in layers}
-    site_list = sorted(set(sites.values()))
+    site_list = sorted(set(sites.values()) | set(resid_sites.values()))
     donor_acts = setup.donor_activations(site_list)
     tokens = setup.tokens[target]
     informative = (tokens[:, 0] >= 0) & (tokens[:, 1] >= 0) & (tokens[:, 0] != tokens[:, 1])
@@ -61,16 +144,22 @@ def attribution_rows(setup: Setup, components: Sequence[str], layers: Sequence[i
     estimates = {key: torch.full((len(flat),), float("nan")) for key in sites}
     for pairs in chunks(range(setup.n_pairs), setup.max_rows):
         idx = torch.tensor(pairs)
-        with grad_from_embeddings(setup.subject):
-            out = setup.tracer.run(setup.recipients.select(pairs), read=site_list, last_only=True)
+        batch = setup.recipients.select(pairs)
+        with grad_from_embeddings(setup.subject), next_attention_inputs(setup.subject, fixed) as captured:
+            out = setup.tracer.run(batch, read=site_list, last_only=True)
             logits = out.logits[:, -1].float()
             tok = tokens[idx].to(logits.device)
             value = fn(logits, tok[:, 0], tok[:, 1])
             keep = informative[idx].to(logits.device)
             objective = torch.where(keep, value, torch.zeros_like(value)).sum()
             acts = [out.activations[s] for s in site_list]
-            grads = torch.autograd.grad(objective, acts, allow_unused=True)
+            graph = [captured[layer][name] for layer in fixed for name in ("z", "mid")]
+            if any(not t.requires_grad for t in graph):
+                raise SelfsimError("atp* could not follow the next attention block with backend "
+                                   f"{type(setup.tracer).__name__}; use method='atp' or the hooks backend")
+            grads = torch.autograd.grad(objective, acts + graph, allow_unused=True)
         by_site = {s: (a.detach(), g) for s, a, g in zip(site_list, acts, grads)}
+        next_grads = {layer: (grads[len(acts) + 2 * j], grads[len(acts) + 2 * j + 1]) for j, layer in enumerate(fixed)}
         local = {k: row for row, k in enumerate(pairs)}
         chosen = torch.tensor([i for i, (k, _) in enumerate(flat) if k in local and informative[k]], dtype=torch.long)
         if not len(chosen):
@@ -82,7 +171,20 @@ def attribution_rows(setup: Setup, components: Sequence[str], layers: Sequence[i
                 continue
             r, p = rows.to(act.device), rpos[chosen].to(act.device)
             donor = donor_acts[site][pair_of[chosen], dpos[chosen]].to(act.device, torch.float32)
-            estimates[key][chosen] = ((donor - act[r, p].float()) * grad[r, p].float()).sum(-1).cpu()
+            delta = donor - act[r, p].float()
+            component, layer = key
+            if component in QK_COMPONENTS and layer in next_grads and next_grads[layer][0] is not None:
+                grad_z, grad_mid = next_grads[layer]
+                x = by_site[resid_sites[layer]][0]
+                mask = batch.attention_mask.to(x.device).bool()
+                causal = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool, device=x.device).tril()
+                allowed = causal[None] & mask[:, None, :]
+                cos, sin = (captured[layer][n].detach().expand(len(pairs), -1, -1) for n in ("cos", "sin"))
+                block = setup.subject.module(f"model.layers.{layer + 1}")
+                estimates[key][chosen] = qk_fixed(block, x[r], delta, p, cos[r], sin[r], allowed[r], grad_z[r],
+                                                  grad_mid[r, p])
+            else:
+                estimates[key][chosen] = (delta * grad[r, p].float()).sum(-1).cpu()
     frames = []
     for (component, layer), values in estimates.items():
         frames.append(pd.DataFrame({
@@ -116,12 +218,15 @@ def run_attribution(
     labels: Mapping[str, str] | None = None,
     target: str = "own",
     metric: str = ATTRIBUTION_METRIC,
+    method: str = DEFAULT_METHOD,
 ) -> pd.DataFrame:
-    """Attribution estimates of `metric` for every subject and direction of `config`, over all its layers and positions."""
+    """Attribution estimates of `metric` by `method` for every subject and direction of `config`, over all its layers and positions."""
     config = config or PatchConfig()
     differentiable(metric)
+    if method not in METHODS:
+        raise SelfsimError(f"unknown attribution method {method!r}; valid methods are {', '.join(METHODS)}")
     frames = [
-        attribution_rows(setup, config.components, config.layers_for(setup.subject), target, metric)
+        attribution_rows(setup, config.components, config.layers_for(setup.subject), target, metric, method)
         for setup, _ in setups(subjects, examples, config, labels)
     ]
     return pd.concat(frames, ignore_index=True)

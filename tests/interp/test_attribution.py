@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pandas as pd
 import pytest
+import torch
 
 from selfsim.errors import SelfsimError
-from selfsim.interp.attribution import compare_with_exact, run_attribution
+from selfsim.interp.attribution import DEFAULT_METHOD, attribution_rows, compare_with_exact, run_attribution
 from selfsim.interp.patching import PatchConfig, run_patching
 from selfsim.models import load_subject
 from selfsim.tasks import generate
@@ -42,3 +45,44 @@ def test_comparison_needs_informative_rows():
     empty = pd.DataFrame({"informative": [False], "logit_diff": [0.0], "logit_diff_clean": [0.0], "estimate": [0.0]})
     with pytest.raises(SelfsimError, match="no informative pair"):
         compare_with_exact(empty, empty)
+
+
+def _joined(estimates: pd.DataFrame, exact: pd.DataFrame) -> pd.DataFrame:
+    keys = ["component", "layer", "position", "pair"]
+    ex = exact[exact["informative"]].assign(effect=lambda d: d["logit_diff"] - d["logit_diff_clean"])
+    return estimates[estimates["informative"]].merge(ex[[*keys, "effect"]], on=keys)
+
+
+def test_atp_star_is_exact_when_the_softmax_is_the_only_nonlinearity(tmp_path):
+    """Last layer's MLP zeroed and the final norm removed: downstream of the patched layer n-2, the metric is
+    linear in the last layer's residual, so the QK fix (next attention block exact) must equal exact patching,
+    where plain first-order attribution does not."""
+    subject = load_subject(str(save_toy_tiny(tmp_path)), attn_implementation="eager")
+    for p in subject.base.parameters():
+        p.requires_grad_(False)
+    last = subject.module(f"model.layers.{subject.n_layers - 1}")
+    last.mlp.down_proj.weight.zero_()
+    subject.base.model.norm = torch.nn.Identity()
+    examples = generate("animals_long", "first_word", n=6, seed=3, dialect="toy")
+    config = PatchConfig(positions="each", components=("resid", "mlp"), layers=(subject.n_layers - 2,))
+    exact = run_patching([subject], examples, config).rows
+    star = _joined(run_attribution([subject], examples, config, method="atp*"), exact)
+    plain = _joined(run_attribution([subject], examples, config, method="atp"), exact)
+    assert len(star) == len(plain) > 10
+    scale = star["effect"].abs().max()
+    assert (star["estimate"] - star["effect"]).abs().max() < 1e-4 * max(scale, 1.0), star
+    assert (plain["estimate"] - plain["effect"]).abs().max() > 1e-2 * scale
+
+
+def test_atp_star_equals_atp_on_the_last_layer_and_is_the_default(toy_tiny):
+    examples = generate("animals_long", "first_word", n=4, seed=2, dialect="toy")
+    config = PatchConfig(positions="each", components=("resid",), layers=(toy_tiny.n_layers - 1,))
+    star = run_attribution([toy_tiny], examples, config, method="atp*")
+    plain = run_attribution([toy_tiny], examples, config, method="atp")
+    assert star["estimate"].fillna(0).to_numpy() == pytest.approx(plain["estimate"].fillna(0).to_numpy(), abs=1e-5)
+    # The default method is a measured choice (BENCHMARKS.md "Attribution"): changing it must change this line.
+    assert DEFAULT_METHOD == "atp*"
+    assert inspect.signature(run_attribution).parameters["method"].default == DEFAULT_METHOD
+    assert inspect.signature(attribution_rows).parameters["method"].default == DEFAULT_METHOD
+    with pytest.raises(SelfsimError, match="unknown attribution method 'gradx'; valid methods are atp, atp"):
+        run_attribution([toy_tiny], examples, config, method="gradx")
