@@ -77,11 +77,11 @@ def run_derive(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from selfsim import zoo
-    from selfsim.zoo import pair as zoo_pair
     from selfsim.commands._common import check_out
     from selfsim.errors import SelfsimError
     from selfsim.guard import json_with
     from selfsim.io import write_json
+    from selfsim.zoo import pair as zoo_pair
 
     config = zoo_pair.DeriveConfig(
         rule=args.rule, tasks=tuple(t for t in args.tasks.split(",") if t), n_prompts=args.n_prompts, steps=args.steps,
