@@ -78,41 +78,47 @@ def next_attention_inputs(subject: Subject, layers: Sequence[int]) -> Iterator[d
             handle.remove()
 
 
-def attention_z(block: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                allowed: torch.Tensor) -> torch.Tensor:
-    """A Llama decoder block's attention output before o_proj, [n, T, heads*head_dim], for residual input x
-    [n, T, d] (eager softmax; `allowed` [n, T, T] marks the keys each query may read)."""
+def attention_qkv(block: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """A Llama decoder block's rotated queries, keys and values [n, heads, T, head_dim] (keys and values
+    repeated per query head) for residual input x [n, T, d] and rotary cos/sin [n, T, head_dim]."""
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, repeat_kv
 
     attn = block.self_attn
     n, t, _ = x.shape
     h = block.input_layernorm(x)
-    q = attn.q_proj(h).view(n, t, -1, attn.head_dim).transpose(1, 2)
-    k = attn.k_proj(h).view(n, t, -1, attn.head_dim).transpose(1, 2)
-    v = attn.v_proj(h).view(n, t, -1, attn.head_dim).transpose(1, 2)
+    q, k, v = (proj(h).view(n, t, -1, attn.head_dim).transpose(1, 2) for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
     q, k = apply_rotary_pos_emb(q, k, cos, sin)
-    k, v = repeat_kv(k, attn.num_key_value_groups), repeat_kv(v, attn.num_key_value_groups)
-    scores = (q @ k.transpose(2, 3)) * attn.scaling
-    scores = scores.masked_fill(~allowed[:, None], torch.finfo(scores.dtype).min)
-    return (scores.softmax(-1) @ v).transpose(1, 2).reshape(n, t, -1)
+    return q, repeat_kv(k, attn.num_key_value_groups), repeat_kv(v, attn.num_key_value_groups)
 
 
-def qk_fixed(block: Any, x: torch.Tensor, delta: torch.Tensor, positions: torch.Tensor,
+def qk_fixed(block: Any, x: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor, delta: torch.Tensor,
              cos: torch.Tensor, sin: torch.Tensor, allowed: torch.Tensor, grad_z: torch.Tensor,
-             grad_mid: torch.Tensor, chunk: int = 32) -> torch.Tensor:
-    """AtP* estimate of adding delta [n, d] to the residual x [n, T, d] at `positions` [n]: the next attention
-    block exactly, then first order (grad_z [n, T, hd] of its pre-o_proj output, grad_mid [n, d] at the position)."""
-    out = torch.empty(len(x))
-    ar = torch.arange(len(x))
+             grad_mid: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """AtP* estimates of adding delta [n, d] to the residual x [B, T, d] at (rows, positions) [n]: the next
+    attention block's softmax exactly (eager; `allowed` [B, T, T] marks readable keys), first order after it
+    (grad_z [B, T, heads*head_dim] of its pre-o_proj output, grad_mid [n, d] of the residual after it)."""
     with torch.no_grad():
-        for s in range(0, len(x), chunk):
-            i = ar[s:s + chunk]
-            xc = x[i].float()
-            patched = xc.clone()
-            patched[torch.arange(len(i)), positions[i]] += delta[i]
-            c, si = cos[i].float(), sin[i].float()
-            dz = attention_z(block, patched, c, si, allowed[i]) - attention_z(block, xc, c, si, allowed[i])
-            out[i] = ((dz * grad_z[i].float()).sum((1, 2)) + (delta[i] * grad_mid[i].float()).sum(-1)).cpu()
+        x, cos, sin = x.float(), cos.float(), sin.float()
+        q, k, v = attention_qkv(block, x, cos, sin)
+        scale = block.self_attn.scaling
+        hidden = ~allowed[:, None]
+        low = torch.finfo(q.dtype).min
+        scores = (q @ k.transpose(2, 3)) * scale
+        z = scores.masked_fill(hidden, low).softmax(-1) @ v
+        out = torch.empty(len(rows))
+        for s in range(0, len(rows), chunk):
+            r, p, d = rows[s:s + chunk], positions[s:s + chunk], delta[s:s + chunk].float()
+            m = torch.arange(len(r))
+            qp, kp, vp = attention_qkv(block, (x[r, p] + d)[:, None], cos[r, p][:, None], sin[r, p][:, None])
+            new = scores[r].clone()
+            new[m, :, :, p] = (q[r] @ kp.transpose(2, 3)).squeeze(-1) * scale
+            row = (qp @ k[r].transpose(2, 3)).squeeze(2) * scale
+            row[m, :, p] = (qp * kp).sum(-1).squeeze(-1) * scale
+            new[m, :, p, :] = row
+            values = v[r].clone()
+            values[m, :, p, :] = vp.squeeze(2)
+            dz = (new.masked_fill(hidden[r], low).softmax(-1) @ values - z[r]).transpose(1, 2).flatten(2)
+            out[s:s + chunk] = ((dz * grad_z[r].float()).sum((1, 2)) + (d * grad_mid[s:s + chunk].float()).sum(-1)).cpu()
     return out
 
 
@@ -181,8 +187,7 @@ def attribution_rows(setup: Setup, components: Sequence[str], layers: Sequence[i
                 allowed = causal[None] & mask[:, None, :]
                 cos, sin = (captured[layer][n].detach().expand(len(pairs), -1, -1) for n in ("cos", "sin"))
                 block = setup.subject.module(f"model.layers.{layer + 1}")
-                estimates[key][chosen] = qk_fixed(block, x[r], delta, p, cos[r], sin[r], allowed[r], grad_z[r],
-                                                  grad_mid[r, p])
+                estimates[key][chosen] = qk_fixed(block, x, r, p, delta, cos, sin, allowed, grad_z, grad_mid[r, p])
             else:
                 estimates[key][chosen] = (delta * grad[r, p].float()).sum(-1).cpu()
     frames = []
