@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml requirements.txt constraints.txt
 env: $(STAMP)
 
 demo: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/selfsim study
+	OMP_NUM_THREADS=1 $(BIN)/selfsim study --workers 2
 
 # Tiny models: one BLAS thread per process beats two threads fighting over small matmuls.
 test: $(STAMP)

@@ -288,11 +288,13 @@ def _timings_table(run_dir: Path) -> list[tuple[str, pd.DataFrame]]:
     from selfsim.io import read_json
 
     path = Path(run_dir) / "manifest.json"
-    timings = read_json(path).get("timings_s") if path.is_file() else None
+    manifest = read_json(path) if path.is_file() else {}
+    timings, cpu = manifest.get("timings_s"), manifest.get("cpu_s") or {}
     if not timings:
         return []
-    rows = [{"stage": name, "seconds": seconds} for name, seconds in timings.items()]
-    rows.append({"stage": "total", "seconds": round(sum(timings.values()), 2)})
+    rows = [{"stage": name, "seconds": seconds, "CPU seconds": cpu.get(name)} for name, seconds in timings.items()]
+    rows.append({"stage": "total", "seconds": round(sum(timings.values()), 2),
+                 "CPU seconds": round(sum(cpu.values()), 2) if cpu else None})
     return [("Seconds per stage (manifest.json, the last run of each stage on this machine; kept out of results.json "
              "so that the same seed gives the same bytes)", pd.DataFrame.from_records(rows))]
 

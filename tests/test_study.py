@@ -1,4 +1,4 @@
-"""The end-to-end study on the embedded toy models (reduced size), run twice with one seed."""
+"""The end-to-end study on the embedded toy models (reduced size), run twice with one seed (one worker, then two)."""
 
 from pathlib import Path
 
@@ -25,14 +25,24 @@ TINY = dict(n_train=40, n_eval=24, scaling=(20,), full_control=(20,), calibratio
 def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("study")
     config = StudyConfig.quick(**TINY)
-    for name in ("a", "b"):
-        Study(config, base / name, progress=False).run()
+    for name, workers in (("a", 1), ("b", 2)):
+        Study(config, base / name, progress=False, workers=workers).run()
     return base / "a", base / "b"
 
 
 def test_same_seed_gives_byte_identical_results(runs):
+    """Also with the second pair in a worker process (run b): its stages' seconds come back to the manifest."""
+    import json
+
     a, b = runs
     assert (a / "results.json").read_bytes() == (b / "results.json").read_bytes()
+    stages = [json.loads((run / "manifest.json").read_text())["timings_s"].keys() for run in runs]
+    assert stages[0] == stages[1] and "finetune toy-m2__toy-m1/self" in stages[1]
+
+
+def test_workers_must_be_positive(tmp_path):
+    with pytest.raises(SelfsimError, match="^study workers must be >= 1"):
+        Study(StudyConfig.quick(**TINY), tmp_path, workers=0)
 
 
 def test_results_hold_every_experiment(runs):
@@ -57,7 +67,9 @@ def test_results_hold_every_experiment(runs):
     verdict = pair.experiment(VerdictStudy)
     assert set(verdict.models) == {"self", "cross"}
     assert all(v["verdict"] in VERDICTS for m in verdict.models.values() for v in m["verdicts"])
-    assert "total_s" in json.loads((runs[0] / "manifest.json").read_text())
+    manifest = json.loads((runs[0] / "manifest.json").read_text())
+    assert "total_s" in manifest and manifest["cpu_s"].keys() == manifest["timings_s"].keys()
+    assert manifest["total_cpu_s"] == round(sum(manifest["cpu_s"].values()), 2) > 0
 
 
 def test_report_reads_its_numbers_from_the_run_directory(runs, tmp_path):

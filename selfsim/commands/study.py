@@ -63,6 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, default=None, help="a TOML or JSON file of StudyConfig fields (over the preset)")
     p.add_argument("--out", type=Path, default=None, help="run directory (default runs/<name>)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    p.add_argument("--workers", type=int, default=1, help="processes running model pairs side by side (results do not "
+                   "change; make demo uses 2 on CPU)")
     add_config_flags(p)
     p.set_defaults(func=run)
 
@@ -100,6 +102,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     paths = preflight(config, log=lambda line: print(f"[selfsim study] {line}", flush=True))
     out = check_out(args.out or Path("runs") / config.name, reads=list(paths.values()))
-    Study(config, out).run()
+    Study(config, out, workers=args.workers).run()
     print(f"selfsim study: results in {out}/results.json, report in {out}/report.html")
     return 0

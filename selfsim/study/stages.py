@@ -1,7 +1,8 @@
 """The stage cache of a run directory: each stage writes files and is skipped when its output exists.
 
-`Stages` runs a stage unless its `done` file is there and records how long it took (`timings`, which go to
-manifest.json, never to results.json). On top of it sit the cached generation and finetuning stages every
+`Stages` runs a stage unless its `done` file is there and records how long it took (`timings`, wall seconds, and
+`cpu_timings`, this process's CPU seconds, which a loaded machine does not inflate; both go to manifest.json, never
+to results.json). On top of it sit the cached generation and finetuning stages every
 experiment uses: greedy behaviour, hypothetical predictions, T=1 samples and finetunes.
 """
 
@@ -30,6 +31,7 @@ class Stages:
         self.out = Path(out)
         self.progress = progress
         self.timings: dict[str, float] = {}
+        self.cpu_timings: dict[str, float] = {}
         self._subjects: dict[tuple[str, str | None], Any] = {}
 
     def stage(self, name: str, done: Path, fn: Callable[[], Any]) -> None:
@@ -41,13 +43,14 @@ class Stages:
         complete = done.parent / f".{done.name}.done"
         if done.exists() and complete.exists():
             return
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         if self.progress:
             print(f"[selfsim study] {name}", flush=True)
         fn()
         complete.parent.mkdir(parents=True, exist_ok=True)
         complete.touch()
         self.timings[name] = round(time.perf_counter() - start, 2)
+        self.cpu_timings[name] = round(time.process_time() - cpu, 2)
 
     def subject(self, model: str, adapter: Path | None = None) -> Any:
         """Load (once) a model, optionally with an adapter or a merged-weights directory."""
