@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from selfsim.zoo import pair as zoo_pair
 from selfsim.errors import SelfsimError
+from selfsim.zoo import pair as zoo_pair
 from selfsim.zoo.pair import DeriveConfig, Disagreement, derive, disagreement
 
 TINY = DeriveConfig(tasks=("colors_long",), n_prompts=4, steps=2, batch_size=2, rank=4, alpha=8.0, lr=1e-2, seed=3)
