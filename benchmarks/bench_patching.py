@@ -120,7 +120,8 @@ def hook_overhead(subject, examples, backends: list[str], repeats: int, sync) ->
     return out
 
 
-VARIANTS = ("batched", "batched_no_resume", "one_per_forward", "attribution")
+VARIANTS = ("batched", "batched_no_resume", "one_per_forward", "attribution", "attribution_atp")
+ATTRIBUTIONS = {"attribution": "atp*", "attribution_atp": "atp"}  # timed variant -> attribution method
 
 
 def spearman_ci(attribution: pd.DataFrame, exact: pd.DataFrame, resamples: int = 1000, seed: int = 0) -> list[float] | None:
@@ -169,13 +170,16 @@ def sweep_and_attribution(subject, examples, backend: str, repeats: int, sync, l
 
         return fn
 
-    def attribute() -> object:
-        setup.max_rows = 256
-        last["attribution"] = attribution_rows(setup, ("resid",), layers)
-        return last["attribution"]
+    def attribute(name: str) -> Callable[[], object]:
+        def fn() -> object:
+            setup.max_rows = 256
+            last[name] = attribution_rows(setup, ("resid",), layers, method=ATTRIBUTIONS[name])
+            return last[name]
+
+        return fn
 
     fns = {"batched": sweep(256, True), "batched_no_resume": sweep(256, False), "one_per_forward": sweep(1, False),
-           "attribution": attribute}
+           **{name: attribute(name) for name in ATTRIBUTIONS}}
     times: dict[str, float | None] = dict.fromkeys(VARIANTS)
     times.update(interleaved({name: fns[name] for name in ("batched", *variants) if name in fns}, repeats, sync, warmup))
     exact, single = last["256-True"], last.get("1-False")
@@ -190,41 +194,39 @@ def sweep_and_attribution(subject, examples, backend: str, repeats: int, sync, l
     def ratio(a: str, b: str) -> float | None:
         return None if times[a] is None or times[b] is None else times[a] / times[b]  # pyright: ignore[reportOptionalOperand]
 
-    if "attribution" not in last:
-        return {"backend": backend, "patched_rows": n_rows, **{f"{k}_s": v for k, v in times.items()},
-                "one_per_forward_vs_batched": ratio("one_per_forward", "batched"),
-                "one_per_forward_vs_batched_no_resume": ratio("one_per_forward", "batched_no_resume"),
-                "batched_vs_one_per_forward_max_abs_logit_diff": max_diff,
-                "batched_vs_one_per_forward_max_abs_prob_donor": max_prob_diff,
-                "batched_vs_one_per_forward_same_answers": same_answers}
-
-    try:
-        comparison = compare_with_exact(last["attribution"], exact)
-    except SelfsimError as exc:  # e.g. too few pairs whose donor and recipient answers differ
-        comparison = None
-        print(f"attribution vs exact not compared: {exc}")
-    agreement = {
-        name: None if comparison is None else cast(comparison[name].iloc[0])
-        for name, cast in (("n_cells", int), ("n_rows", int), ("spearman_cells", float), ("spearman_rows", float))
-    }
+    base = {"backend": backend, "patched_rows": n_rows, **{f"{k}_s": v for k, v in times.items()},
+            "one_per_forward_vs_batched": ratio("one_per_forward", "batched"),
+            "one_per_forward_vs_batched_no_resume": ratio("one_per_forward", "batched_no_resume"),
+            "batched_vs_one_per_forward_max_abs_logit_diff": max_diff,
+            "batched_vs_one_per_forward_max_abs_prob_donor": max_prob_diff,
+            "batched_vs_one_per_forward_same_answers": same_answers}
     fastest = "batched" if times["batched_no_resume"] is None or times["batched"] <= times["batched_no_resume"] else "batched_no_resume"  # pyright: ignore[reportOperatorIssue]
-    return {
-        "backend": backend,
-        "patched_rows": n_rows,
-        "batched_sweep_s": times["batched"],
-        "batched_no_resume_sweep_s": times["batched_no_resume"],
-        "one_per_forward_sweep_s": times["one_per_forward"],
-        "one_per_forward_vs_batched": ratio("one_per_forward", "batched"),
-        "one_per_forward_vs_batched_no_resume": ratio("one_per_forward", "batched_no_resume"),
-        "batched_vs_one_per_forward_max_abs_logit_diff": max_diff,
-        "batched_vs_one_per_forward_max_abs_prob_donor": max_prob_diff,
-        "batched_vs_one_per_forward_same_answers": same_answers,
-        "attribution_s": times["attribution"],
-        "exact_vs_attribution": ratio(fastest, "attribution"),
-        "exact_one_per_forward_vs_attribution": ratio("one_per_forward", "attribution"),
-        **agreement,
-        "spearman_cells_ci95": None if comparison is None else spearman_ci(last["attribution"], exact),
-    }
+    for name, method in ATTRIBUTIONS.items():
+        if name not in last:
+            continue
+        try:
+            comparison = compare_with_exact(last[name], exact)
+        except SelfsimError as exc:  # e.g. too few pairs whose donor and recipient answers differ
+            print(f"attribution ({method}) vs exact not compared: {exc}")
+            continue
+        base[method] = {
+            "exact_vs_attribution": ratio(fastest, name),
+            "exact_one_per_forward_vs_attribution": ratio("one_per_forward", name),
+            **{key: cast(comparison[key].iloc[0]) for key, cast in
+               (("n_cells", int), ("n_rows", int), ("spearman_cells", float), ("spearman_rows", float))},
+            "spearman_cells_ci95": spearman_ci(last[name], exact),
+            "spearman_cells_abs": abs_spearman(last[name], exact),
+        }
+    return base
+
+
+def abs_spearman(attribution: pd.DataFrame, exact: pd.DataFrame) -> float:
+    """Spearman of |cell mean estimate| vs |cell mean exact effect| (ranks magnitudes, ignoring sign)."""
+    keys = ["layer", "position", "pair"]
+    ex = exact[exact["informative"]].assign(effect=lambda d: d["logit_diff"] - d["logit_diff_clean"])
+    joined = attribution[attribution["informative"]].merge(ex[[*keys, "effect"]], on=keys)
+    cells = joined.groupby(["layer", "position"])[["estimate", "effect"]].mean().abs()
+    return float(cells["estimate"].rank().corr(cells["effect"].rank()))
 
 
 def main(argv: list[str] | None = None) -> dict:

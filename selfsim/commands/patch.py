@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="object->hypothetical (default), hypothetical->object, hypothetical->hypothetical, a comma list or all")
     p.add_argument("--sweep", action="store_true", help="every layer x every single position (the heatmap)")
     p.add_argument("--attribution", action="store_true", help="also run attribution patching and rank it against exact patching")
+    p.add_argument("--attribution-method", default=None, choices=("atp", "atp*"),
+                   help="atp (first order) or atp* (next attention block's softmax exact); default atp*")
     from selfsim.interp.backends.registry import BUILTIN, DEFAULT_BACKEND
 
     p.add_argument("--backend", default=DEFAULT_BACKEND,
@@ -150,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
             raise SelfsimError(f"--attribution compares against exact patching of {ATTRIBUTION_METRIC}: add --metric {ATTRIBUTION_METRIC}")
         each = replace(config, positions="each")
         exact = result.rows if args.sweep else run_patching([subject], examples, each, labels=labels).rows
-        attribution = run_attribution([subject], examples, each, labels=labels)
+        method = {"method": args.attribution_method} if args.attribution_method else {}
+        attribution = run_attribution([subject], examples, each, labels=labels, **method)
         with atomic_open(out / "attribution.parquet", "wb") as fh:
             attribution.to_parquet(fh, index=False)
         comparison = compare_with_exact(attribution, exact, metric)

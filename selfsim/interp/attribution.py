@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 import torch
@@ -159,11 +159,11 @@ def attribution_rows(setup: Setup, components: Sequence[str], layers: Sequence[i
             keep = informative[idx].to(logits.device)
             objective = torch.where(keep, value, torch.zeros_like(value)).sum()
             acts = [out.activations[s] for s in site_list]
-            graph = [captured[layer][name] for layer in fixed for name in ("z", "mid")]
-            if any(not t.requires_grad for t in graph):
+            graph = [captured[layer].get(name) for layer in fixed for name in ("z", "mid")]
+            if any(t is None or not t.requires_grad for t in graph) or any("cos" not in captured[la] for la in fixed):
                 raise SelfsimError("atp* could not follow the next attention block with backend "
                                    f"{type(setup.tracer).__name__}; use method='atp' or the hooks backend")
-            grads = torch.autograd.grad(objective, acts + graph, allow_unused=True)
+            grads = torch.autograd.grad(objective, acts + cast("list[torch.Tensor]", graph), allow_unused=True)
         by_site = {s: (a.detach(), g) for s, a, g in zip(site_list, acts, grads)}
         next_grads = {layer: (grads[len(acts) + 2 * j], grads[len(acts) + 2 * j + 1]) for j, layer in enumerate(fixed)}
         local = {k: row for row, k in enumerate(pairs)}
