@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from selfsim.errors import SelfsimError
+from selfsim.stores import checkpoints_dir, hub_cache_dir, models_dir, toy_cache_dir
 
 MARKER = ".selfsim-out.json"
 _MODEL_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
@@ -36,13 +37,8 @@ command: str | None = None  # the running CLI command (set by selfsim.cli); a ma
 
 def stores() -> dict[Path, str]:
     """selfsim's model stores (resolved) -> what each holds; nothing is ever written inside one by a claim."""
-    from selfsim.toy.registry import cache_dir, checkpoints_dir
-    from selfsim.zoo import models_dir
-
-    hf_home = Path(os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser()
-    hub = Path(os.environ.get("HF_HUB_CACHE", hf_home / "hub")).expanduser()
     named = {checkpoints_dir(): "the embedded toy checkpoints", models_dir(): "the fetched-model cache",
-             cache_dir(): "the toy-model cache", hub: "the Hugging Face hub cache"}
+             toy_cache_dir(): "the toy-model cache", hub_cache_dir(): "the Hugging Face hub cache"}
     return {_resolve(p, "store"): what for p, what in named.items()}
 
 

@@ -131,7 +131,7 @@ def resolve_path(spec: str, *, build_toy: bool = True) -> Path:
                 "or pass --build-toy to pretrain it now"
             )
         return resolve(spec, build_missing=spec not in EMBEDDED)
-    from selfsim import zoo
+    import selfsim.zoo.catalog as zoo
 
     if zoo.is_known(spec) and not path.exists():
         return zoo.resolve(spec)
@@ -601,6 +601,7 @@ def _check_adapter_fits(adapter: Path, model: nn.Module, path: Path) -> None:
                 f"adapter {adapter} does not fit {path.name}: {site}.{which} has shape {shape}, "
                 f"but the base module has {dims[0]} inputs and {dims[1]} outputs (an adapter trained on another model?)"
             )
+
 
 ADAPTER_RECORD = "finetune.json"  # written beside every adapter selfsim trains (selfsim.finetune), with base_fingerprint
 

