@@ -38,6 +38,8 @@ class VerdictStudy:
 
 def verdict(ctx: PairContext) -> VerdictStudy:
     """Run the verdict on M1+self adapter (control M1) and M2+cross adapter (control M2)."""
+    from dataclasses import replace
+
     from selfsim.models import load_subject
     from selfsim.verdict.run import ModelVerdict, VerdictConfig, run_verdict
 
@@ -55,7 +57,9 @@ def verdict(ctx: PairContext) -> VerdictStudy:
             opts = {"dtype": c.dtype, "device_map": c.device_map}
             subject = load_subject(base, adapter=adapter, **opts)
             untrained = load_subject(base, **opts)
-            run_verdict(subject, chosen, where, untrained=untrained, config=config, label=f"{label} ({base})",
+            layers = c.layers_for(subject.n_layers)  # g is searched where the interp battery looks
+            run_verdict(subject, chosen, where, untrained=untrained,
+                        config=config if layers is None else replace(config, layers=tuple(layers)), label=f"{label} ({base})",
                         progress=st.progress)
 
         try:
