@@ -31,7 +31,8 @@ from selfsim.errors import SelfsimError
 from selfsim.examples import Example
 from selfsim.interp.answers import value_token
 from selfsim.interp.pairs import align, batch_of, padded
-from selfsim.verdict.interchange import Runs, greedy
+from selfsim.verdict.interchange import Runs
+from selfsim.verdict.localise import first_token_ids
 from selfsim.verdict.rule import (
     EDIT_DRIFT,
     EDIT_OBJECT,
@@ -171,18 +172,18 @@ def edit_transfer(subject: Subject, examples: Sequence[Example], node: Node, *, 
                 try:
                     _edit(runs, plan, keep, steps, lr)
                     order = [i for _, members, *_ in plan for i in members]
-                    hyp = dict(zip(order, greedy(runs.subject, runs.tracer, [runs.pairs[i].hypothetical for i in order],
+                    hyp = dict(zip(order, first_token_ids(runs.subject, runs.tracer, [runs.pairs[i].hypothetical for i in order], [],
                                                  batch_size=batch_size)))
                     out.extend(sum(_score(hyp[i], runs, runs.pairs[i].hypothetical, new, third) for i in members) / len(members)
                                for _, members, _, new, third, _ in plan)
                     if runs is tested:
-                        neu = dict(zip(order, greedy(subject, tested.tracer, [tested.neutral[i] for i in order], batch_size=batch_size)))
+                        neu = dict(zip(order, first_token_ids(subject, tested.tracer, [tested.neutral[i] for i in order], [], batch_size=batch_size)))
                         transplant_s.extend(sum(_score(neu[i], tested, tested.neutral[i], new, third) for i in members) / len(members)
                                             for _, members, _, new, third, _ in plan)
-                        obj = dict(zip(order, greedy(subject, tested.tracer, [tested.pairs[i].object for i in order], batch_size=batch_size)))
+                        obj = dict(zip(order, first_token_ids(subject, tested.tracer, [tested.pairs[i].object for i in order], [], batch_size=batch_size)))
                         moved.extend(sum(float(obj[i] == tok) for i in members) / len(members) for _, members, tok, *_ in plan)
-                        rest_obj = greedy(subject, tested.tracer, [tested.pairs[i].object for i in rest], batch_size=batch_size)
-                        rest_hyp = greedy(subject, tested.tracer, [tested.pairs[i].hypothetical for i in rest], batch_size=batch_size)
+                        rest_obj = first_token_ids(subject, tested.tracer, [tested.pairs[i].object for i in rest], [], batch_size=batch_size)
+                        rest_hyp = first_token_ids(subject, tested.tracer, [tested.pairs[i].hypothetical for i in rest], [], batch_size=batch_size)
                         retained.extend(float(o == tested.object_tokens[i]) for o, i in zip(rest_obj, rest))
                         drift.extend(float(h == value_token(subject, tested.pairs[i].hypothetical, tested.value(i))) - before_ok[i]
                                      for h, i in zip(rest_hyp, rest))

@@ -26,9 +26,10 @@ import torch
 from selfsim.errors import SelfsimError
 from selfsim.examples import Example
 from selfsim.interp.answers import property_value, value_token
-from selfsim.interp.pairs import MatchedPair, Prompt, align, batch_of, match_all, padded
+from selfsim.interp.pairs import MatchedPair, Prompt, align, match_all
 from selfsim.interp.steering import neutral_prompt, read_at
-from selfsim.interp.tracing import Patch, Tracer, get_tracer
+from selfsim.interp.tracing import Tracer, get_tracer
+from selfsim.verdict.localise import first_token_ids
 from selfsim.verdict.rule import INTERCHANGE_COPY, INTERCHANGE_FINAL, TRANSPLANT, UNTRAINED, Evidence, excess
 
 if TYPE_CHECKING:
@@ -59,35 +60,13 @@ class Runs:
         objects = [p.object for p in pairs]
         acts = read_at(subject, tracer, objects, site, batch_size)
         return cls(subject, tracer, site, pairs, [neutral_prompt(subject, e) for e in examples], acts,
-                   greedy(subject, tracer, objects, batch_size=batch_size),
-                   greedy(subject, tracer, [p.hypothetical for p in pairs], batch_size=batch_size))
+                   first_token_ids(subject, tracer, objects, [], batch_size=batch_size),
+                   first_token_ids(subject, tracer, [p.hypothetical for p in pairs], [], batch_size=batch_size))
 
     def value(self, i: int) -> str | None:
         """f(M(P_i)): the property of the greedy first object answer token."""
         token = self.subject.tokenizer.decode([self.object_tokens[i]]).strip()
         return property_value(self.pairs[i].example, token)
-
-
-def greedy(subject: Subject, tracer: Tracer, prompts: Sequence[Prompt], *,
-           patches: Sequence[list[tuple[int, torch.Tensor]]] | None = None, site: str | None = None,
-           batch_size: int = 64) -> list[int]:
-    """Greedy first answer token id of each prompt; `patches[i]` lists (position, vector) written over `site`'s output."""
-    out: list[int] = []
-    for start in range(0, len(prompts), batch_size):
-        chunk = list(prompts[start : start + batch_size])
-        batch = batch_of(subject, chunk)
-        armed = []
-        if patches is not None and site is not None:
-            part = patches[start : start + batch_size]
-            rows = [r for r, ps in enumerate(part) for _ in ps]
-            if rows:
-                cols = [padded(chunk[r], batch.width, p) for r, ps in enumerate(part) for p, _ in ps]
-                values = torch.stack([v for ps in part for _, v in ps])
-                armed = [Patch(site, torch.tensor(rows), torch.tensor(cols), values)]
-        with torch.no_grad():
-            logits = tracer.run(batch, patches=armed, last_only=True).logits[:, -1]
-        out.extend(int(i) for i in logits.argmax(-1).tolist())
-    return out
 
 
 def donors(runs: Runs, items: Sequence[int], seed: int) -> list[tuple[int, int, str]]:
@@ -122,7 +101,7 @@ def scores(runs: Runs, recipients: Sequence[Prompt], items: Sequence[tuple[int, 
             patches.append([(r, acts[d]) for r, d in align(prompt, donor)])
         else:
             patches.append([(prompt.final, acts[-1])])
-    got = greedy(runs.subject, runs.tracer, recipients, patches=patches, site=runs.site, batch_size=batch_size)
+    got = first_token_ids(runs.subject, runs.tracer, recipients, patches, site=runs.site, batch_size=batch_size)
     return [float(g == _target(runs, p, v)) for g, p, (_, _, v) in zip(got, recipients, items)]
 
 
