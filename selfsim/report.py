@@ -305,6 +305,9 @@ def _lead(results: StudyResults) -> list[str]:
     for name, experiment in EXPERIMENTS.items():
         if experiment.lead is not None and name in pair.experiments:
             out += experiment.lead(pair.experiments[name], results)
+    if "verdict" not in pair.experiments:
+        out.append("No self-simulation verdict in this run: its verdict experiment did not run (or has not finished), "
+                   "so nothing here decides whether the models reuse their object-level computation.")
     return out
 
 
